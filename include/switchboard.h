@@ -1,0 +1,271 @@
+/*  switchboard.h — the one public header of Switchboard.
+
+    Two audiences use it:
+
+    - service authors, who write a handler plugin: a shared object that
+      exports one `sb_service_t` descriptor named `sb_service` (use the
+      SB_SERVICE macro).  `sb run` loads it and runs each instance of the
+      service as an actor: its own thread and sockets, so the handlers of one
+      instance never run concurrently and need no locks;
+    - programs that call services (clients): `sb_client_t` gives blocking and
+      asynchronous calls, publish and subscribe.
+
+    Bodies are MessagePack.  A handler reads its request as a borrowed
+    `msgpack_object` that lives only while the handler runs, and writes its
+    reply with a `msgpack_packer` the runtime owns.  Return conventions:
+    0 / -1 (constructors NULL); where a person must read why, an
+    `sb_error_t` is filled.
+
+    This Source Code Form is subject to the terms of the Mozilla Public
+    License, v. 2.0.  If a copy of the MPL was not distributed with this
+    file, You can obtain one at https://mozilla.org/MPL/2.0/.
+*/
+#ifndef SWITCHBOARD_H_INCLUDED
+#define SWITCHBOARD_H_INCLUDED
+
+#include <stddef.h>
+#include <stdint.h>
+#include <stdbool.h>
+#include <msgpack.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define SB_VERSION_MAJOR 0
+#define SB_VERSION_MINOR 1
+#define SB_VERSION_PATCH 0
+
+/*  ABI version of the plugin descriptor.  `sb run` refuses a plugin whose
+    descriptor carries another value.  */
+#define SB_ABI_VERSION 1
+
+#if defined(__GNUC__)
+#   define SB_EXPORT __attribute__ ((visibility ("default")))
+#   define SB_WARN_UNUSED __attribute__ ((warn_unused_result))
+#else
+#   define SB_EXPORT
+#   define SB_WARN_UNUSED
+#endif
+
+/*  --------------------------------------------------------------------
+    Errors.  The codes are those of the wire protocol (docs/protocol.md);
+    the REST bridge maps them to HTTP statuses.  */
+
+typedef enum {
+    SB_OK = 0,
+    SB_E_BAD_REQUEST = 1,   /* 400 */
+    SB_E_UNAUTHORIZED = 2,  /* 401 */
+    SB_E_FORBIDDEN = 3,     /* 403 */
+    SB_E_NOT_FOUND = 4,     /* 404 */
+    SB_E_OVERLOADED = 5,    /* 429 */
+    SB_E_INTERNAL = 6,      /* 500 */
+    SB_E_UNAVAILABLE = 7,   /* 503 */
+    SB_E_TIMEOUT = 8,       /* 504 */
+    SB_E_CODE_MAX = 8
+} sb_code_t;
+
+#define SB_ERROR_TEXT_MAX 256
+
+typedef struct {
+    sb_code_t code;
+    char text [SB_ERROR_TEXT_MAX];
+} sb_error_t;
+
+/*  "bad_request", "timeout", ... ; "ok" for 0 and "unknown" past the table. */
+SB_EXPORT const char *sb_code_name (sb_code_t code);
+/*  400, 504, ... ; 200 for SB_OK. */
+SB_EXPORT int sb_code_http_status (sb_code_t code);
+/*  Parses "bad_request" etc. back into a code; -1 if unknown.  */
+SB_EXPORT int sb_code_from_name (const char *name);
+/*  Fills err (if not NULL) with code and printf-formatted text; returns -1
+    so that callers can write `return sb_error_set (err, ...)`.  */
+SB_EXPORT int sb_error_set (sb_error_t *err, sb_code_t code, const char *fmt, ...)
+    __attribute__ ((format (printf, 3, 4)));
+
+/*  --------------------------------------------------------------------
+    Plugin ABI: what a service exports.  */
+
+typedef struct sb_request sb_request_t;   /* one incoming request */
+typedef struct sb_actor sb_actor_t;       /* the service instance running it */
+typedef struct sb_config sb_config_t;     /* the service's configuration */
+
+/*  Method flags, announced to the broker.  */
+#define SB_METHOD_IDEMPOTENT 0x01   /* safe to run twice: the bus may retry it */
+
+/*  A handler.  `body` is the decoded request, borrowed from the frame: it
+    is valid only until the handler returns (copy what you keep).  It is
+    never NULL; an empty request body decodes as nil.  `state` is what
+    init() returned.
+
+    The handler must, before it returns, either reply (sb_reply_* or
+    sb_request_error) or defer (sb_request_defer).  If it returns -1
+    without having replied, the caller gets `internal`.  If it returns 0
+    without replying or deferring, the runtime replies nil.  */
+typedef int (sb_handler_fn) (sb_request_t *req, const msgpack_object *body, void *state);
+
+typedef struct {
+    const char *name;           /* method name, [A-Za-z0-9_-]{1,64} */
+    sb_handler_fn *handler;
+    unsigned flags;             /* SB_METHOD_* */
+} sb_method_t;
+
+/*  The descriptor.  `methods` ends with an entry whose name is NULL.
+    init() (optional) runs once per instance on the instance's own thread
+    before the first request; it may read `config` and set *state; it
+    returns 0, or -1 with `err` filled (the host then refuses to start).
+    fini() (optional) runs on the same thread when the instance stops.  */
+typedef struct {
+    uint32_t abi_version;       /* SB_ABI_VERSION */
+    const char *name;           /* service name, [a-z0-9_-]{1,64}, not "sys" */
+    const char *version;        /* free text, e.g. "1.2.0" */
+    const sb_method_t *methods;
+    int (*init) (sb_actor_t *actor, const sb_config_t *config, void **state, sb_error_t *err);
+    void (*fini) (void *state);
+    void *reserved [8];         /* room for later ABI additions; keep zero */
+} sb_service_t;
+
+/*  Every plugin exports exactly this symbol.  */
+#define SB_SERVICE_SYMBOL "sb_service"
+#define SB_SERVICE SB_EXPORT const sb_service_t sb_service
+
+/*  --------------------------------------------------------------------
+    Inside a handler: the request.  */
+
+SB_EXPORT const char *sb_request_service (const sb_request_t *req);
+SB_EXPORT const char *sb_request_method (const sb_request_t *req);
+/*  Milliseconds left before the caller's deadline, at the time of the call.  */
+SB_EXPORT int64_t sb_request_remaining_ms (const sb_request_t *req);
+/*  The W3C trace id (32 lowercase hex chars), or "" if the caller sent none. */
+SB_EXPORT const char *sb_request_trace_id (const sb_request_t *req);
+/*  The instance that received the request.  */
+SB_EXPORT sb_actor_t *sb_request_actor (const sb_request_t *req);
+
+/*  Replying.  sb_reply_begin returns a packer writing into the reply body;
+    pack exactly one object, then call sb_reply_send.  sb_reply_bytes sends
+    an already-encoded MessagePack body (copied).  Each request gets one
+    reply or one error; a second answer returns -1.  After the handler has
+    returned, these may only be used on a deferred request.  */
+SB_EXPORT msgpack_packer *sb_reply_begin (sb_request_t *req);
+SB_EXPORT int sb_reply_send (sb_request_t *req);
+SB_EXPORT int sb_reply_bytes (sb_request_t *req, const void *data, size_t size);
+SB_EXPORT int sb_request_error (sb_request_t *req, sb_code_t code, const char *fmt, ...)
+    __attribute__ ((format (printf, 3, 4)));
+
+/*  Deferring: keeps the request alive after the handler returns, to be
+    answered later on the same actor (typically from the callback of a
+    call to another service).  The deferred request is freed when it is
+    answered.  If its deadline passes first, the caller gets `timeout`
+    from the broker and the late answer is dropped.  */
+SB_EXPORT sb_request_t *sb_request_defer (sb_request_t *req);
+
+/*  --------------------------------------------------------------------
+    Inside a service: the actor's own bus access.  All of these run on
+    the actor's thread only.  */
+
+/*  A reply to an asynchronous call.  On success `body` is the decoded
+    reply (borrowed for the callback's duration) and err is NULL; on
+    failure `body` is NULL and err says why (err->code is never SB_OK).  */
+typedef void (sb_reply_fn) (const msgpack_object *body, const sb_error_t *err, void *arg);
+
+/*  Calls service.method with an encoded MessagePack body, without
+    blocking the actor: `callback` runs later on this actor's thread.
+    timeout_ms <= 0 means the default (5000).  Returns 0 if the request
+    was sent, -1 (err filled) if it could not be.  */
+SB_EXPORT int sb_actor_call (sb_actor_t *actor, const char *service, const char *method,
+                             const void *body, size_t size, int timeout_ms,
+                             sb_reply_fn *callback, void *arg, sb_error_t *err);
+
+/*  Events.  Topics are dot-separated words, [A-Za-z0-9_.-]{1,255};
+    subscriptions match by prefix.  A NULL group subscribes this instance
+    to every matching event (broadcast); a group name makes the instance
+    one member of a balanced group: each event goes to one member.  */
+typedef void (sb_event_fn) (const char *topic, const msgpack_object *body, void *arg);
+
+SB_EXPORT int sb_actor_publish (sb_actor_t *actor, const char *topic,
+                                const void *body, size_t size);
+SB_EXPORT int sb_actor_subscribe (sb_actor_t *actor, const char *prefix, const char *group,
+                                  sb_event_fn *callback, void *arg);
+
+/*  Name of the service and instance number (0..N-1) of this actor.  */
+SB_EXPORT const char *sb_actor_service (const sb_actor_t *actor);
+SB_EXPORT int sb_actor_instance (const sb_actor_t *actor);
+
+/*  Configuration given to init(): `sb run --config FILE` (ZPL) and
+    `--set service/key=value`.  Paths are relative to the service's own
+    section, e.g. "greeting" or "db/path".  NULL when absent.  */
+SB_EXPORT const char *sb_config_get (const sb_config_t *config, const char *path);
+SB_EXPORT const char *sb_config_get_default (const sb_config_t *config, const char *path,
+                                             const char *default_value);
+
+/*  --------------------------------------------------------------------
+    Clients: ordinary programs that call services.  A client is not
+    thread-safe: use one per thread.  */
+
+typedef struct sb_client sb_client_t;
+
+typedef struct {
+    const char *endpoints;  /* comma-separated broker endpoints, e.g. "tcp://127.0.0.1:7600" */
+    const char *name;       /* shows in sys.services; NULL for a generated one */
+    int timeout_ms;         /* default call timeout; <= 0 means 5000 */
+    void *reserved [8];     /* keys, cluster name, beacons: later; keep zero */
+} sb_client_options_t;
+
+SB_EXPORT sb_client_t *sb_client_new (const sb_client_options_t *options, sb_error_t *err);
+SB_EXPORT void sb_client_destroy (sb_client_t **self_p);
+
+/*  A reply as returned to a blocking caller: the raw MessagePack body
+    (owned by the reply) and its decoded form, which borrows from it.  */
+typedef struct {
+    const void *data;
+    size_t size;
+    msgpack_object body;
+    void *internal_;
+} sb_reply_t;
+
+SB_EXPORT void sb_reply_destroy (sb_reply_t **self_p);
+
+/*  Blocking call.  Returns 0 and sets *reply_p (caller destroys it), or -1
+    with err filled: a bus error (its code as sent by the broker or the
+    service) or SB_E_TIMEOUT when no answer came within timeout_ms.
+    Async replies and events that arrive meanwhile are dispatched.  */
+SB_EXPORT int sb_client_call (sb_client_t *self, const char *service, const char *method,
+                              const void *body, size_t size, int timeout_ms,
+                              sb_reply_t **reply_p, sb_error_t *err) SB_WARN_UNUSED;
+
+/*  Asynchronous call: callback runs from sb_client_dispatch() or a later
+    blocking call, on the caller's thread.  Always answered exactly once,
+    with a timeout error at the latest.  */
+SB_EXPORT int sb_client_call_async (sb_client_t *self, const char *service, const char *method,
+                                    const void *body, size_t size, int timeout_ms,
+                                    sb_reply_fn *callback, void *arg, sb_error_t *err);
+
+SB_EXPORT int sb_client_publish (sb_client_t *self, const char *topic,
+                                 const void *body, size_t size);
+SB_EXPORT int sb_client_subscribe (sb_client_t *self, const char *prefix, const char *group,
+                                   sb_event_fn *callback, void *arg);
+
+/*  Waits up to timeout_ms (0 = do not wait, -1 = forever) for replies and
+    events and runs their callbacks.  Returns the number dispatched, -1 on
+    interrupt.  */
+SB_EXPORT int sb_client_dispatch (sb_client_t *self, int timeout_ms);
+/*  Number of asynchronous calls still waiting for their answer.  */
+SB_EXPORT size_t sb_client_pending (const sb_client_t *self);
+
+/*  --------------------------------------------------------------------
+    JSON <-> MessagePack, shared by `sb call` and the REST bridge.
+    Integers, floats, strings, booleans, null, arrays and maps convert
+    exactly; MessagePack bin converts to {"$base64": "..."} and back.  */
+
+/*  Appends the MessagePack form of `json` to `out`.  0, or -1 with err
+    (SB_E_BAD_REQUEST, text says where).  */
+SB_EXPORT int sb_json_to_msgpack (const char *json, size_t size, msgpack_sbuffer *out,
+                                  sb_error_t *err) SB_WARN_UNUSED;
+/*  Returns a malloc'd, NUL-terminated compact JSON text, or NULL with err.  */
+SB_EXPORT char *sb_msgpack_to_json (const msgpack_object *obj, sb_error_t *err);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif
