@@ -1,0 +1,53 @@
+/*  sb.c — the `sb` command: finds the subcommand and runs it.
+
+    Subcommands live in cli/cmd_<name>.c (or beside the component they
+    drive) and are listed in the table below.
+*/
+#include "commands.h"
+#include "switchboard.h"
+
+#include <stdio.h>
+#include <string.h>
+
+/*  Declared here rather than in a header: each is used only by this table. */
+#define SB_DECLARE(fn) int fn (int argc, char **argv)
+
+const sb_command_t sb_commands [] = {
+    { NULL, NULL, NULL }
+};
+
+static void
+s_usage (FILE *out)
+{
+    fprintf (out,
+        "usage: sb COMMAND [OPTIONS] ...\n"
+        "\n"
+        "Switchboard %d.%d.%d: an encrypted message bus for microservices.\n"
+        "\n"
+        "commands:\n", SB_VERSION_MAJOR, SB_VERSION_MINOR, SB_VERSION_PATCH);
+    for (const sb_command_t *c = sb_commands; c->name; c++)
+        fprintf (out, "  %-10s %s\n", c->name, c->summary);
+    fprintf (out, "\nRun 'sb COMMAND --help' for the options and examples of each.\n");
+}
+
+int
+main (int argc, char **argv)
+{
+    if (argc < 2) {
+        s_usage (stderr);
+        return 2;
+    }
+    if (!strcmp (argv [1], "--help") || !strcmp (argv [1], "-h") || !strcmp (argv [1], "help")) {
+        s_usage (stdout);
+        return 0;
+    }
+    if (!strcmp (argv [1], "--version")) {
+        printf ("sb %d.%d.%d\n", SB_VERSION_MAJOR, SB_VERSION_MINOR, SB_VERSION_PATCH);
+        return 0;
+    }
+    for (const sb_command_t *c = sb_commands; c->name; c++)
+        if (!strcmp (c->name, argv [1]))
+            return c->run (argc - 1, argv + 1);
+    fprintf (stderr, "sb: unknown command '%s' (try 'sb --help')\n", argv [1]);
+    return 2;
+}
