@@ -28,8 +28,8 @@
 */
 #include "switchboard.h"
 #include "wire.h"
+#include "schema.h"
 
-#include <float.h>
 #include <inttypes.h>
 #include <jansson.h>
 #include <math.h>
@@ -41,31 +41,24 @@
 /*  Largest JSON text accepted: the default body limit.  */
 #define SB_JSON_MAX SB_BODY_MAX_DEFAULT
 
-/*  Paths in error messages are cut at this length.  */
-#define PATH_MAX_TEXT 128
+/*  --------------------------------------------------------------------
+    JSON paths and UTF-8, shared with schema.c (see schema.h).  */
 
-/*  A JSON path being walked, e.g. "$.values[2]", kept in a fixed buffer;
-    when too long it is truncated and ends with "...".  */
-typedef struct {
-    char text [PATH_MAX_TEXT + 4];
-    size_t size;
-} path_t;
-
-static void
-s_path_init (path_t *path)
+void
+sb__path_init (sb__path_t *path)
 {
     strcpy (path->text, "$");
     path->size = 1;
 }
 
 static void
-s_path_append (path_t *path, const char *piece, size_t piece_size)
+s_path_append (sb__path_t *path, const char *piece, size_t piece_size)
 {
-    if (path->size >= PATH_MAX_TEXT)
+    if (path->size >= SB__PATH_MAX)
         return;
-    if (path->size + piece_size > PATH_MAX_TEXT) {
+    if (path->size + piece_size > SB__PATH_MAX) {
         memcpy (path->text + path->size, "...", 4);
-        path->size = PATH_MAX_TEXT;
+        path->size = SB__PATH_MAX;
         return;
     }
     memcpy (path->text + path->size, piece, piece_size);
@@ -73,18 +66,16 @@ s_path_append (path_t *path, const char *piece, size_t piece_size)
     path->text [path->size] = 0;
 }
 
-static void
-s_path_index (path_t *path, uint64_t index)
+void
+sb__path_index (sb__path_t *path, uint64_t index)
 {
     char piece [32];
     int n = snprintf (piece, sizeof piece, "[%" PRIu64 "]", index);
     s_path_append (path, piece, (size_t) n);
 }
 
-/*  Appends .key for identifier-like keys, ["key"] otherwise (quotes,
-    backslashes and control characters escaped; long keys shortened).  */
-static void
-s_path_key (path_t *path, const char *key, size_t size)
+void
+sb__path_key (sb__path_t *path, const char *key, size_t size)
 {
     bool plain = size > 0 && size <= 64;
     for (size_t i = 0; plain && i < size; i++) {
@@ -122,12 +113,69 @@ s_path_key (path_t *path, const char *key, size_t size)
     s_path_append (path, piece, n);
 }
 
-/*  Restores a path to an earlier length (after a child was visited).  */
-static void
-s_path_cut (path_t *path, size_t size)
+void
+sb__path_cut (sb__path_t *path, size_t size)
 {
     path->size = size;
     path->text [size] = 0;
+}
+
+size_t
+sb__utf8_sequence (const unsigned char *s, size_t n)
+{
+    unsigned c = s [0];
+    if (c < 0x80)
+        return 1;
+    size_t len;
+    unsigned min;
+    unsigned cp;
+    if (c >= 0xc2 && c <= 0xdf) {
+        len = 2;
+        min = 0x80;
+        cp = c & 0x1f;
+    }
+    else
+    if (c >= 0xe0 && c <= 0xef) {
+        len = 3;
+        min = 0x800;
+        cp = c & 0x0f;
+    }
+    else
+    if (c >= 0xf0 && c <= 0xf4) {
+        len = 4;
+        min = 0x10000;
+        cp = c & 0x07;
+    }
+    else
+        return 0;
+    if (len > n)
+        return 0;
+    for (size_t i = 1; i < len; i++) {
+        if ((s [i] & 0xc0) != 0x80)
+            return 0;
+        cp = (cp << 6) | (s [i] & 0x3f);
+    }
+    if (cp < min || cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff))
+        return 0;
+    return len;
+}
+
+int64_t
+sb__utf8_count (const char *data, size_t size)
+{
+    const unsigned char *s = (const unsigned char *) data;
+    int64_t count = 0;
+    for (size_t i = 0; i < size; count++) {
+        if (s [i] < 0x80) {
+            i++;
+            continue;
+        }
+        size_t len = sb__utf8_sequence (s + i, size - i);
+        if (len == 0)
+            return -1;
+        i += len;
+    }
+    return count;
 }
 
 /*  --------------------------------------------------------------------
@@ -142,10 +190,10 @@ s_is_base64_object (json_t *value)
 }
 
 static int
-s_pack_base64 (json_t *value, msgpack_packer *pk, path_t *path, sb_error_t *err)
+s_pack_base64 (json_t *value, msgpack_packer *pk, sb__path_t *path, sb_error_t *err)
 {
     json_t *text = json_object_get (value, "$base64");
-    s_path_key (path, "$base64", 7);
+    sb__path_key (path, "$base64", 7);
     if (!json_is_string (text))
         return sb_error_set (err, SB_E_BAD_REQUEST, "%s: expected a base64 string", path->text);
     const char *b64 = json_string_value (text);
@@ -176,7 +224,7 @@ s_pack_base64 (json_t *value, msgpack_packer *pk, path_t *path, sb_error_t *err)
 }
 
 static int
-s_pack_json (json_t *value, msgpack_packer *pk, int depth, path_t *path, sb_error_t *err)
+s_pack_json (json_t *value, msgpack_packer *pk, int depth, sb__path_t *path, sb_error_t *err)
 {
     size_t mark = path->size;
     switch (json_typeof (value)) {
@@ -210,10 +258,10 @@ s_pack_json (json_t *value, msgpack_packer *pk, int depth, path_t *path, sb_erro
             size_t count = json_array_size (value);
             msgpack_pack_array (pk, count);
             for (size_t i = 0; i < count; i++) {
-                s_path_index (path, i);
+                sb__path_index (path, i);
                 if (s_pack_json (json_array_get (value, i), pk, depth + 1, path, err))
                     return -1;
-                s_path_cut (path, mark);
+                sb__path_cut (path, mark);
             }
             return 0;
         }
@@ -230,10 +278,10 @@ s_pack_json (json_t *value, msgpack_packer *pk, int depth, path_t *path, sb_erro
             json_object_keylen_foreach (value, key, key_size, member) {
                 msgpack_pack_str (pk, key_size);
                 msgpack_pack_str_body (pk, key, key_size);
-                s_path_key (path, key, key_size);
+                sb__path_key (path, key, key_size);
                 if (s_pack_json (member, pk, depth + 1, path, err))
                     return -1;
-                s_path_cut (path, mark);
+                sb__path_cut (path, mark);
             }
             return 0;
         }
@@ -258,8 +306,8 @@ sb_json_to_msgpack (const char *json, size_t size, msgpack_sbuffer *out, sb_erro
     size_t start = out->size;
     msgpack_packer pk;
     msgpack_packer_init (&pk, out, msgpack_sbuffer_write);
-    path_t path;
-    s_path_init (&path);
+    sb__path_t path;
+    sb__path_init (&path);
     int rc = s_pack_json (root, &pk, 0, &path, err);
     json_decref (root);
     if (rc)
@@ -310,49 +358,6 @@ s_text_putc (text_t *text, char c)
     s_text_put (text, &c, 1);
 }
 
-/*  Length of the valid UTF-8 sequence at s (at most n bytes), or 0 if the
-    bytes there are not one: overlong forms, surrogates and code points
-    above U+10FFFF are invalid.  */
-static size_t
-s_utf8_sequence (const unsigned char *s, size_t n)
-{
-    unsigned c = s [0];
-    if (c < 0x80)
-        return 1;
-    size_t len;
-    unsigned min;
-    unsigned cp;
-    if (c >= 0xc2 && c <= 0xdf) {
-        len = 2;
-        min = 0x80;
-        cp = c & 0x1f;
-    }
-    else
-    if (c >= 0xe0 && c <= 0xef) {
-        len = 3;
-        min = 0x800;
-        cp = c & 0x0f;
-    }
-    else
-    if (c >= 0xf0 && c <= 0xf4) {
-        len = 4;
-        min = 0x10000;
-        cp = c & 0x07;
-    }
-    else
-        return 0;
-    if (len > n)
-        return 0;
-    for (size_t i = 1; i < len; i++) {
-        if ((s [i] & 0xc0) != 0x80)
-            return 0;
-        cp = (cp << 6) | (s [i] & 0x3f);
-    }
-    if (cp < min || cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff))
-        return 0;
-    return len;
-}
-
 /*  Writes a JSON string; -1 (nothing useful written) if not valid UTF-8.  */
 static int
 s_put_string (text_t *text, const char *data, size_t size)
@@ -367,7 +372,7 @@ s_put_string (text_t *text, const char *data, size_t size)
             continue;
         }
         if (c >= 0x80) {
-            size_t len = s_utf8_sequence (s + i, size - i);
+            size_t len = sb__utf8_sequence (s + i, size - i);
             if (len == 0)
                 return -1;
             i += len;
@@ -413,7 +418,7 @@ s_put_real (text_t *text, double value, bool single)
 }
 
 static int
-s_put_object (text_t *text, const msgpack_object *obj, int depth, path_t *path, sb_error_t *err)
+s_put_object (text_t *text, const msgpack_object *obj, int depth, sb__path_t *path, sb_error_t *err)
 {
     char buf [32];
     size_t mark = path->size;
@@ -467,10 +472,10 @@ s_put_object (text_t *text, const msgpack_object *obj, int depth, path_t *path, 
             for (uint32_t i = 0; i < obj->via.array.size; i++) {
                 if (i)
                     s_text_putc (text, ',');
-                s_path_index (path, i);
+                sb__path_index (path, i);
                 if (s_put_object (text, &obj->via.array.ptr [i], depth + 1, path, err))
                     return -1;
-                s_path_cut (path, mark);
+                sb__path_cut (path, mark);
             }
             s_text_putc (text, ']');
             return 0;
@@ -491,14 +496,14 @@ s_put_object (text_t *text, const msgpack_object *obj, int depth, path_t *path, 
                                          "%s: map key %" PRIu32 " is not a string", path->text, i);
                 if (i)
                     s_text_putc (text, ',');
-                s_path_key (path, kv [i].key.via.str.ptr, kv [i].key.via.str.size);
+                sb__path_key (path, kv [i].key.via.str.ptr, kv [i].key.via.str.size);
                 if (s_put_string (text, kv [i].key.via.str.ptr, kv [i].key.via.str.size))
                     return sb_error_set (err, SB_E_BAD_REQUEST, "%s: key is not valid UTF-8",
                                          path->text);
                 s_text_putc (text, ':');
                 if (s_put_object (text, &kv [i].val, depth + 1, path, err))
                     return -1;
-                s_path_cut (path, mark);
+                sb__path_cut (path, mark);
             }
             s_text_putc (text, '}');
             return 0;
@@ -519,8 +524,8 @@ sb_msgpack_to_json (const msgpack_object *obj, sb_error_t *err)
         return NULL;
     }
     text_t text = { NULL, 0, 0, false };
-    path_t path;
-    s_path_init (&path);
+    sb__path_t path;
+    sb__path_init (&path);
     int rc = s_put_object (&text, obj, 0, &path, err);
     if (rc == 0 && text.failed)
         rc = sb_error_set (err, SB_E_INTERNAL, "out of memory");
