@@ -12,7 +12,10 @@
 /*  Declared here rather than in a header: each is used only by this table. */
 #define SB_DECLARE(fn) int fn (int argc, char **argv)
 
+SB_DECLARE (sb_cmd_broker);
+
 const sb_command_t sb_commands [] = {
+    { "broker", sb_cmd_broker, "run a broker: peers connect to it, it routes requests and events" },
     { NULL, NULL, NULL }
 };
 
