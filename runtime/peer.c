@@ -1,0 +1,703 @@
+/*  peer.c — links to brokers, outstanding calls and subscriptions.
+
+    Calls live in a hash keyed by request id.  Deadlines are checked
+    lazily: the peer remembers the earliest deadline it has seen
+    (`next_deadline`) and scans all calls only when that time comes,
+    recomputing the minimum as it goes; with the few hundred calls a
+    peer keeps in flight a scan costs microseconds, and a steady stream
+    of answered calls costs nothing.
+
+    Calls that could not be sent (no live broker, or its queue full) wait
+    in FIFO order with their body and go out, with the time they have
+    left, when a link is welcomed or on the next tick.
+
+    Places kept for later work:
+    - sealing: s_send_call is where a body is sealed for the service's
+      key and SB_F_SEALED set, and s_on_reply where a sealed reply is
+      opened (engineer E's runtime/seal);
+    - retries: s_on_reply sees `unavailable`, and sb_link_alive turning
+      false is seen in sb_peer_tick; an idempotent call could be re-sent
+      there on another live link with SB_F_RETRY and the same id;
+    - circuit breakers: sb_peer_call is where a per-service breaker
+      refuses a call at once while its service keeps failing.
+*/
+#include "peer.h"
+
+#include <czmq.h>
+#include <errno.h>
+#include <sodium.h>
+#include <string.h>
+#include <unistd.h>
+
+/*  Messages read from one link before looking at the others.  */
+#define S_BATCH 256
+/*  Retry pause for calls that wait while a broker is alive but its
+    queue is full.  */
+#define S_RESEND_MS 10
+
+typedef struct {
+    uint64_t id;
+    int64_t deadline;
+    int timeout_ms;
+    sb_reply_fn *callback;
+    sb_peer_raw_fn *raw;
+    void *arg;
+    void *waiting;                  /* handle in self->waiting, or NULL once sent */
+    zmq_msg_t body;                 /* kept while waiting */
+    bool has_body;
+    uint8_t trace [16];
+    char service [SB_NAME_MAX + 1];
+    char method [SB_NAME_MAX + 1];
+} s_call_t;
+
+typedef struct {
+    char prefix [SB_TOPIC_MAX + 1];
+    char group [SB_NAME_MAX + 1];
+    sb_event_fn *callback;
+    void *arg;
+} s_sub_t;
+
+struct sb_peer {
+    char name [SB_NAME_MAX + 1];
+    sb_link_t *links [SB_PEER_LINKS_MAX];
+    size_t nlinks;
+    size_t next_link;               /* round robin */
+    uint32_t next_link_id;
+    uint64_t next_id;
+    zhashx_t *calls;                /* &call->id -> s_call_t */
+    zlistx_t *waiting;              /* s_call_t not sent yet, FIFO */
+    zlistx_t *subs;                 /* s_sub_t, owned */
+    int64_t next_deadline;
+    uint64_t bad_bodies;
+    sb_link_welcome_fn *worker_welcome;
+    sb_peer_request_fn *worker_request;
+    void *worker_arg;
+};
+
+static size_t
+s_id_hash (const void *key)
+{
+    uint64_t id = *(const uint64_t *) key;
+    return (size_t) (id ^ (id >> 29));
+}
+
+static int
+s_id_compare (const void *a, const void *b)
+{
+    uint64_t x = *(const uint64_t *) a, y = *(const uint64_t *) b;
+    return x < y ? -1 : x > y;
+}
+
+static void
+s_sub_destroy (void **item)
+{
+    free (*item);
+    *item = NULL;
+}
+
+static void s_on_welcome (sb_link_t *link, void *arg);
+
+sb_peer_t *
+sb_peer_new (const char *endpoints, const char *name, sb_error_t *err)
+{
+    if (sodium_init () < 0) {
+        sb_error_set (err, SB_E_INTERNAL, "libsodium failed to initialise");
+        return NULL;
+    }
+    if (!sb_wire_valid_name (name, SB_NAME_MAX)) {
+        sb_error_set (err, SB_E_BAD_REQUEST, "bad peer name");
+        return NULL;
+    }
+    if (!endpoints || !*endpoints) {
+        sb_error_set (err, SB_E_BAD_REQUEST, "no broker endpoint given");
+        return NULL;
+    }
+    sb_peer_t *self = calloc (1, sizeof *self);
+    if (!self) {
+        sb_error_set (err, SB_E_INTERNAL, "out of memory");
+        return NULL;
+    }
+    strcpy (self->name, name);
+    self->next_id = 1;
+    self->next_link_id = 1;
+    self->next_deadline = INT64_MAX;
+    self->calls = zhashx_new ();
+    self->waiting = zlistx_new ();
+    self->subs = zlistx_new ();
+    zhashx_set_key_hasher (self->calls, s_id_hash);
+    zhashx_set_key_comparator (self->calls, s_id_compare);
+    zhashx_set_key_duplicator (self->calls, NULL);
+    zhashx_set_key_destructor (self->calls, NULL);
+    zlistx_set_destructor (self->subs, s_sub_destroy);
+
+    /*  Split the list on commas, skipping blanks around each endpoint.  */
+    const char *p = endpoints;
+    while (*p) {
+        while (*p == ',' || *p == ' ')
+            p++;
+        size_t len = strcspn (p, ", ");
+        if (len == 0)
+            break;
+        char endpoint [256];
+        if (len >= sizeof endpoint) {
+            sb_error_set (err, SB_E_BAD_REQUEST, "broker endpoint too long");
+            sb_peer_destroy (&self);
+            return NULL;
+        }
+        memcpy (endpoint, p, len);
+        endpoint [len] = 0;
+        if (sb_peer_connect (self, endpoint, err)) {
+            sb_peer_destroy (&self);
+            return NULL;
+        }
+        p += len;
+    }
+    if (self->nlinks == 0) {
+        sb_error_set (err, SB_E_BAD_REQUEST, "no broker endpoint given");
+        sb_peer_destroy (&self);
+    }
+    return self;
+}
+
+static void
+s_call_free (s_call_t *call)
+{
+    if (call->has_body)
+        zmq_msg_close (&call->body);
+    free (call);
+}
+
+void
+sb_peer_destroy (sb_peer_t **self_p)
+{
+    if (!self_p || !*self_p)
+        return;
+    sb_peer_t *self = *self_p;
+    for (size_t i = 0; i < self->nlinks; i++)
+        sb_link_destroy (&self->links [i]);
+    for (s_call_t *call = zhashx_first (self->calls); call; call = zhashx_next (self->calls))
+        s_call_free (call);
+    zhashx_destroy (&self->calls);
+    zlistx_destroy (&self->waiting);
+    zlistx_destroy (&self->subs);
+    free (self);
+    *self_p = NULL;
+}
+
+void
+sb_peer_set_worker (sb_peer_t *self, sb_link_welcome_fn *welcome,
+                    sb_peer_request_fn *request, void *arg)
+{
+    self->worker_welcome = welcome;
+    self->worker_request = request;
+    self->worker_arg = arg;
+}
+
+int
+sb_peer_connect (sb_peer_t *self, const char *endpoint, sb_error_t *err)
+{
+    if (self->nlinks == SB_PEER_LINKS_MAX)
+        return sb_error_set (err, SB_E_BAD_REQUEST, "more than %d brokers", SB_PEER_LINKS_MAX);
+    sb_link_t *link = sb_link_new (endpoint, self->name, self->next_link_id,
+                                   s_on_welcome, self, err);
+    if (!link)
+        return -1;
+    self->next_link_id++;
+    self->links [self->nlinks++] = link;
+    return 0;
+}
+
+int
+sb_peer_disconnect (sb_peer_t *self, const char *endpoint)
+{
+    for (size_t i = 0; i < self->nlinks; i++)
+        if (streq (sb_link_endpoint (self->links [i]), endpoint)) {
+            sb_link_destroy (&self->links [i]);
+            memmove (&self->links [i], &self->links [i + 1],
+                     (self->nlinks - i - 1) * sizeof self->links [0]);
+            self->nlinks--;
+            return 0;
+        }
+    return -1;
+}
+
+sb_link_t *
+sb_peer_link (sb_peer_t *self, uint32_t id)
+{
+    for (size_t i = 0; i < self->nlinks; i++)
+        if (sb_link_id (self->links [i]) == id)
+            return self->links [i];
+    return NULL;
+}
+
+size_t
+sb_peer_links (const sb_peer_t *self)
+{
+    return self->nlinks;
+}
+
+size_t
+sb_peer_links_alive (const sb_peer_t *self)
+{
+    size_t alive = 0;
+    for (size_t i = 0; i < self->nlinks; i++)
+        alive += sb_link_alive (self->links [i]);
+    return alive;
+}
+
+size_t
+sb_peer_pending (const sb_peer_t *self)
+{
+    return zhashx_size (self->calls);
+}
+
+int
+sb_peer_decode (const void *data, size_t size, msgpack_unpacked *unpacked, msgpack_object *obj)
+{
+    if (size == 0) {
+        memset (obj, 0, sizeof *obj);
+        obj->type = MSGPACK_OBJECT_NIL;
+        return 0;
+    }
+    if (size > SB_BODY_MAX_DEFAULT || sb_wire_check (data, size, SB_DEPTH_MAX))
+        return -1;
+    size_t offset = 0;
+    if (msgpack_unpack_next (unpacked, data, size, &offset) != MSGPACK_UNPACK_SUCCESS
+    ||  offset != size)
+        return -1;
+    *obj = unpacked->data;
+    return 0;
+}
+
+/*  --------------------------------------------------------------------
+    Calls.  */
+
+/*  The next live link after the last one used, or NULL.  */
+static sb_link_t *
+s_pick_link (sb_peer_t *self, size_t attempt)
+{
+    size_t alive_seen = 0;
+    for (size_t i = 0; i < self->nlinks; i++) {
+        sb_link_t *link = self->links [(self->next_link + i) % self->nlinks];
+        if (sb_link_alive (link) && alive_seen++ == attempt)
+            return link;
+    }
+    return NULL;
+}
+
+/*  Tries each live link once.  0 when sent.  */
+static int
+s_send_call (sb_peer_t *self, s_call_t *call, int64_t now)
+{
+    sb_header_t h;
+    sb_header_init (&h, SB_CMD_REQUEST);
+    h.request_id = call->id;
+    h.present |= SB_H_REQUEST_ID | SB_H_TIMEOUT | SB_H_TRACE;
+    strcpy (h.service, call->service);
+    strcpy (h.method, call->method);
+    h.present |= SB_H_SERVICE | SB_H_METHOD;
+    int64_t left = call->deadline - now;
+    h.timeout_ms = left < 1 ? 1 : (uint32_t) left;
+    memcpy (h.trace, call->trace, 16);
+    for (size_t attempt = 0; attempt < self->nlinks; attempt++) {
+        sb_link_t *link = s_pick_link (self, attempt);
+        if (!link)
+            break;
+        if (sb_link_send (link, &h, call->has_body ? &call->body : NULL) == 0) {
+            self->next_link = (self->next_link + 1) % self->nlinks;
+            return 0;
+        }
+    }
+    return -1;
+}
+
+/*  Sends waiting calls in order until one cannot go.  */
+static void
+s_flush_waiting (sb_peer_t *self, int64_t now)
+{
+    s_call_t *call;
+    while ((call = zlistx_first (self->waiting))) {
+        if (s_send_call (self, call, now))
+            break;
+        zlistx_detach (self->waiting, NULL);
+        call->waiting = NULL;
+        if (call->has_body) {
+            zmq_msg_close (&call->body);
+            call->has_body = false;
+        }
+    }
+}
+
+int
+sb_peer_call (sb_peer_t *self, const char *service, const char *method,
+              const void *body, size_t size, int timeout_ms,
+              sb_reply_fn *callback, sb_peer_raw_fn *raw, void *arg,
+              uint64_t *id_p, sb_error_t *err)
+{
+    if (!sb_wire_valid_name (service, SB_NAME_MAX))
+        return sb_error_set (err, SB_E_BAD_REQUEST, "bad service name '%s'", service ? service : "");
+    if (!sb_wire_valid_name (method, SB_NAME_MAX))
+        return sb_error_set (err, SB_E_BAD_REQUEST, "bad method name '%s'", method ? method : "");
+    if (size > SB_BODY_MAX_DEFAULT)
+        return sb_error_set (err, SB_E_BAD_REQUEST, "request body of %zu bytes is too large", size);
+    if (size > 0 && (!body || sb_wire_check (body, size, SB_DEPTH_MAX)))
+        return sb_error_set (err, SB_E_BAD_REQUEST, "request body is not one valid MessagePack object");
+    if (!callback == !raw)
+        return sb_error_set (err, SB_E_BAD_REQUEST, "a call needs exactly one callback");
+    if (timeout_ms <= 0)
+        timeout_ms = 5000;
+    /*  Circuit breakers go here: refuse at once while `service` fails.  */
+    s_call_t *call = calloc (1, sizeof *call);
+    if (!call)
+        return sb_error_set (err, SB_E_INTERNAL, "out of memory");
+    call->id = self->next_id++;
+    call->timeout_ms = timeout_ms;
+    int64_t now = zclock_mono ();
+    call->deadline = now + timeout_ms;
+    call->callback = callback;
+    call->raw = raw;
+    call->arg = arg;
+    strcpy (call->service, service);
+    strcpy (call->method, method);
+    randombytes_buf (call->trace, sizeof call->trace);
+    if (size > 0) {
+        if (zmq_msg_init_size (&call->body, size)) {
+            free (call);
+            return sb_error_set (err, SB_E_INTERNAL, "out of memory");
+        }
+        memcpy (zmq_msg_data (&call->body), body, size);
+        call->has_body = true;
+    }
+    /*  Sealing goes here: seal the body for the service's key.  */
+    if (zhashx_insert (self->calls, &call->id, call)) {
+        s_call_free (call);
+        return sb_error_set (err, SB_E_INTERNAL, "request id in use");
+    }
+    if (zlistx_size (self->waiting) == 0 && s_send_call (self, call, now) == 0) {
+        if (call->has_body)
+            zmq_msg_close (&call->body);
+        call->has_body = false;
+    }
+    else
+        call->waiting = zlistx_add_end (self->waiting, call);
+    if (call->deadline < self->next_deadline)
+        self->next_deadline = call->deadline;
+    if (id_p)
+        *id_p = call->id;
+    return 0;
+}
+
+/*  Takes a call out of every index; the caller then delivers and frees. */
+static void
+s_unlink_call (sb_peer_t *self, s_call_t *call)
+{
+    zhashx_delete (self->calls, &call->id);
+    if (call->waiting) {
+        zlistx_detach (self->waiting, call->waiting);
+        call->waiting = NULL;
+    }
+}
+
+void
+sb_peer_cancel (sb_peer_t *self, uint64_t id)
+{
+    s_call_t *call = zhashx_lookup (self->calls, &id);
+    if (call) {
+        s_unlink_call (self, call);
+        s_call_free (call);
+    }
+}
+
+/*  Calls the call's callback once and frees it.  */
+static void
+s_deliver (s_call_t *call, const void *data, size_t size, const sb_error_t *err)
+{
+    if (call->raw)
+        call->raw (data, size, err, call->arg);
+    else
+    if (err)
+        call->callback (NULL, err, call->arg);
+    else {
+        msgpack_unpacked unpacked;
+        msgpack_object obj;
+        msgpack_unpacked_init (&unpacked);
+        if (sb_peer_decode (data, size, &unpacked, &obj)) {
+            sb_error_t bad;
+            sb_error_set (&bad, SB_E_INTERNAL, "%s.%s replied with a body that is not valid MessagePack",
+                          call->service, call->method);
+            call->callback (NULL, &bad, call->arg);
+        }
+        else
+            call->callback (&obj, NULL, call->arg);
+        msgpack_unpacked_destroy (&unpacked);
+    }
+    s_call_free (call);
+}
+
+static int
+s_on_reply (sb_peer_t *self, const sb_header_t *h, zmq_msg_t *body)
+{
+    s_call_t *call = zhashx_lookup (self->calls, &h->request_id);
+    if (!call)
+        return 0;                   /* late: answered locally already */
+    s_unlink_call (self, call);
+    if (h->command == SB_CMD_ERROR) {
+        /*  Retries go here: `unavailable` for an idempotent call may be
+            re-sent on another live link instead of delivered.  */
+        sb_error_t err;
+        sb_code_t code = h->code >= 1 && h->code <= SB_E_CODE_MAX ? (sb_code_t) h->code
+                                                                   : SB_E_INTERNAL;
+        sb_error_set (&err, code, "%s", h->text [0] ? h->text : sb_code_name (code));
+        s_deliver (call, NULL, 0, &err);
+    }
+    else
+    if (h->flags & SB_F_SEALED) {
+        /*  Sealed replies are opened here once runtime/seal exists.  */
+        sb_error_t err;
+        sb_error_set (&err, SB_E_INTERNAL, "sealed reply from %s.%s cannot be opened",
+                      call->service, call->method);
+        s_deliver (call, NULL, 0, &err);
+    }
+    else
+        s_deliver (call, zmq_msg_data (body), zmq_msg_size (body), NULL);
+    return 1;
+}
+
+/*  --------------------------------------------------------------------
+    Events.  */
+
+static bool
+s_valid_group (const char *group)
+{
+    return !group || sb_wire_valid_name (group, SB_NAME_MAX);
+}
+
+static void
+s_send_subscribe (sb_link_t *link, const s_sub_t *sub)
+{
+    sb_header_t h;
+    sb_header_init (&h, SB_CMD_SUBSCRIBE);
+    sb_header_set_topic (&h, sub->prefix);
+    if (sub->group [0])
+        sb_header_set_group (&h, sub->group);
+    sb_link_send (link, &h, NULL);
+}
+
+int
+sb_peer_subscribe (sb_peer_t *self, const char *prefix, const char *group,
+                   sb_event_fn *callback, void *arg)
+{
+    if (!callback || !sb_wire_valid_name (prefix, SB_TOPIC_MAX) || !s_valid_group (group)) {
+        errno = EINVAL;
+        return -1;
+    }
+    s_sub_t *sub = calloc (1, sizeof *sub);
+    if (!sub)
+        return -1;
+    strcpy (sub->prefix, prefix);
+    if (group)
+        strcpy (sub->group, group);
+    sub->callback = callback;
+    sub->arg = arg;
+    zlistx_add_end (self->subs, sub);
+    for (size_t i = 0; i < self->nlinks; i++)
+        if (sb_link_alive (self->links [i]))
+            s_send_subscribe (self->links [i], sub);
+    return 0;
+}
+
+int
+sb_peer_publish (sb_peer_t *self, const char *topic, const void *body, size_t size)
+{
+    sb_header_t h;
+    sb_header_init (&h, SB_CMD_PUBLISH);
+    if (sb_header_set_topic (&h, topic)
+    ||  size > SB_BODY_MAX_DEFAULT
+    ||  (size > 0 && (!body || sb_wire_check (body, size, SB_DEPTH_MAX)))) {
+        errno = EINVAL;
+        return -1;
+    }
+    randombytes_buf (h.trace, sizeof h.trace);
+    h.present |= SB_H_TRACE;
+    for (size_t attempt = 0; attempt < self->nlinks; attempt++) {
+        sb_link_t *link = s_pick_link (self, attempt);
+        if (!link)
+            break;
+        if (sb_link_send_bytes (link, &h, body, size) == 0) {
+            self->next_link = (self->next_link + 1) % self->nlinks;
+            return 0;
+        }
+    }
+    errno = EAGAIN;
+    return -1;
+}
+
+static int
+s_on_event (sb_peer_t *self, const sb_header_t *h, zmq_msg_t *body)
+{
+    if (!(h->present & SB_H_TOPIC))
+        return 0;
+    msgpack_unpacked unpacked;
+    msgpack_object obj;
+    msgpack_unpacked_init (&unpacked);
+    int dispatched = 0;
+    if ((h->flags & SB_F_SEALED)
+    ||  sb_peer_decode (zmq_msg_data (body), zmq_msg_size (body), &unpacked, &obj))
+        self->bad_bodies++;
+    else {
+        bool grouped = (h->present & SB_H_GROUP) != 0;
+        for (s_sub_t *sub = zlistx_first (self->subs); sub; sub = zlistx_next (self->subs)) {
+            if (strncmp (h->topic, sub->prefix, strlen (sub->prefix)) != 0)
+                continue;
+            if (grouped ? strcmp (sub->group, h->group) != 0 : sub->group [0] != 0)
+                continue;
+            sub->callback (h->topic, &obj, sub->arg);
+            dispatched++;
+        }
+    }
+    msgpack_unpacked_destroy (&unpacked);
+    return dispatched;
+}
+
+/*  --------------------------------------------------------------------
+    Polling.  */
+
+static void
+s_on_welcome (sb_link_t *link, void *arg)
+{
+    sb_peer_t *self = arg;
+    for (s_sub_t *sub = zlistx_first (self->subs); sub; sub = zlistx_next (self->subs))
+        s_send_subscribe (link, sub);
+    if (self->worker_welcome)
+        self->worker_welcome (link, self->worker_arg);
+    s_flush_waiting (self, zclock_mono ());
+}
+
+size_t
+sb_peer_pollitems (sb_peer_t *self, zmq_pollitem_t *items, size_t max)
+{
+    size_t n = 0;
+    for (size_t i = 0; i < self->nlinks && n < max; i++, n++)
+        items [n] = (zmq_pollitem_t) { sb_link_handle (self->links [i]), 0, ZMQ_POLLIN, 0 };
+    return n;
+}
+
+static int
+s_read_link (sb_peer_t *self, sb_link_t *link)
+{
+    int dispatched = 0;
+    for (int i = 0; i < S_BATCH; i++) {
+        sb_header_t h;
+        zmq_msg_t body;
+        zmq_msg_init (&body);
+        int rc = sb_link_recv (link, &h, &body);
+        if (rc == 1) {
+            switch (h.command) {
+                case SB_CMD_REPLY:
+                case SB_CMD_ERROR:
+                    dispatched += s_on_reply (self, &h, &body);
+                    break;
+                case SB_CMD_PUBLISH:
+                    dispatched += s_on_event (self, &h, &body);
+                    break;
+                case SB_CMD_REQUEST:
+                    if (self->worker_request)
+                        self->worker_request (link, &h, &body, self->worker_arg);
+                    break;
+                default:
+                    break;
+            }
+        }
+        zmq_msg_close (&body);
+        if (rc < 0)
+            break;
+    }
+    return dispatched;
+}
+
+int
+sb_peer_handle (sb_peer_t *self, const zmq_pollitem_t *items, size_t count)
+{
+    int dispatched = 0;
+    for (size_t i = 0; i < count; i++) {
+        if (!(items [i].revents & ZMQ_POLLIN))
+            continue;
+        for (size_t l = 0; l < self->nlinks; l++)
+            if (sb_link_handle (self->links [l]) == items [i].socket) {
+                dispatched += s_read_link (self, self->links [l]);
+                break;
+            }
+    }
+    return dispatched;
+}
+
+int
+sb_peer_timeout (sb_peer_t *self)
+{
+    int64_t now = zclock_mono ();
+    int64_t next = self->next_deadline;
+    for (size_t i = 0; i < self->nlinks; i++) {
+        int64_t t = sb_link_next_tick (self->links [i]);
+        if (t < next)
+            next = t;
+    }
+    if (zlistx_size (self->waiting) && sb_peer_links_alive (self) && now + S_RESEND_MS < next)
+        next = now + S_RESEND_MS;
+    if (next <= now)
+        return 0;
+    return next - now > 60000 ? 60000 : (int) (next - now);
+}
+
+int
+sb_peer_tick (sb_peer_t *self)
+{
+    int64_t now = zclock_mono ();
+    for (size_t i = 0; i < self->nlinks; i++)
+        sb_link_tick (self->links [i], now);
+    if (zlistx_size (self->waiting))
+        s_flush_waiting (self, now);
+    if (now < self->next_deadline)
+        return 0;
+
+    /*  Collect first, deliver after: callbacks may start new calls.  */
+    zlistx_t *expired = zlistx_new ();
+    self->next_deadline = INT64_MAX;
+    for (s_call_t *call = zhashx_first (self->calls); call; call = zhashx_next (self->calls)) {
+        if (call->deadline <= now)
+            zlistx_add_end (expired, call);
+        else
+        if (call->deadline < self->next_deadline)
+            self->next_deadline = call->deadline;
+    }
+    int answered = 0;
+    s_call_t *call;
+    while ((call = zlistx_detach (expired, NULL))) {
+        s_unlink_call (self, call);
+        sb_error_t err;
+        sb_error_set (&err, SB_E_TIMEOUT, "no answer from %s.%s within %d ms",
+                      call->service, call->method, call->timeout_ms);
+        s_deliver (call, NULL, 0, &err);
+        answered++;
+    }
+    zlistx_destroy (&expired);
+    return answered;
+}
+
+int
+sb_peer_wait (sb_peer_t *self, int timeout_ms)
+{
+    int64_t end = timeout_ms >= 0 ? zclock_mono () + timeout_ms : INT64_MAX;
+    while (true) {
+        zmq_pollitem_t items [SB_PEER_LINKS_MAX];
+        size_t n = sb_peer_pollitems (self, items, SB_PEER_LINKS_MAX);
+        int64_t now = zclock_mono ();
+        int64_t wait = sb_peer_timeout (self);
+        if (end - now < wait)
+            wait = end - now < 0 ? 0 : end - now;
+        if (zmq_poll (items, (int) n, (long) wait) < 0 && zmq_errno () == EINTR)
+            return -1;
+        int dispatched = sb_peer_handle (self, items, n) + sb_peer_tick (self);
+        if (dispatched > 0 || zclock_mono () >= end)
+            return dispatched;
+    }
+}
