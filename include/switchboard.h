@@ -191,6 +191,22 @@ SB_EXPORT int sb_actor_subscribe (sb_actor_t *actor, const char *prefix, const c
 SB_EXPORT const char *sb_actor_service (const sb_actor_t *actor);
 SB_EXPORT int sb_actor_instance (const sb_actor_t *actor);
 
+/*  One-shot timer: `callback` runs once on the actor's thread after at
+    least delay_ms (>= 0), unless the actor stops first.  Lets a handler
+    wait without blocking: defer the request, answer it from the
+    callback.  Returns 0, or -1 (bad arguments, out of memory).  */
+SB_EXPORT int sb_actor_after (sb_actor_t *actor, int delay_ms,
+                              void (*callback) (void *arg), void *arg);
+
+/*  Watches a file descriptor: whenever `fd` is readable (or has an
+    error), `callback` runs on the actor's thread.  The watch lasts as
+    long as the actor, except that an fd reporting an error without data
+    is called back once more and then dropped.  The fd stays the
+    caller's to close (after the actor stops).  At most 64 watches per
+    actor.  Returns 0, or -1.  */
+SB_EXPORT int sb_actor_watch_fd (sb_actor_t *actor, int fd,
+                                 void (*callback) (int fd, void *arg), void *arg);
+
 /*  Configuration given to init(): `sb run --config FILE` (ZPL) and
     `--set service/key=value`.  Paths are relative to the service's own
     section, e.g. "greeting" or "db/path".  NULL when absent.  */
