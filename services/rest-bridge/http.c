@@ -1,0 +1,807 @@
+/*  http.c — the HTTP half of the REST bridge (see bridge.h).
+
+    Runs on libmicrohttpd's epoll thread pool.  For each request the
+    access handler is called several times: once when the headers are in
+    (route, authenticate, check content type and declared size: anything
+    refused here is answered at once, before the body is read), then with
+    pieces of the body (accumulated up to max_body), then once with no
+    data (convert the JSON to MessagePack and hand the request to the
+    actor, suspending the connection), and once more after the actor
+    resumed it (send the answer).
+
+    Routes: POST /v1/{service}/{method}, GET /v1/services, GET /healthz,
+    GET /metrics, GET /openapi.json, aliases from the configuration, and
+    OPTIONS for CORS preflight.  Every answer carries X-Request-Id and,
+    for an allowed Origin, the CORS headers.  Errors have the body
+    {"error": {"code", "message", "request_id"}}.
+*/
+#include "bridge.h"
+#include "schema.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <netinet/in.h>
+#include <sodium.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+
+#define S_TOKEN_MAX 4096
+
+int64_t
+sb_rest_now_us (void)
+{
+    struct timespec now;
+    clock_gettime (CLOCK_MONOTONIC, &now);
+    return (int64_t) now.tv_sec * 1000000 + now.tv_nsec / 1000;
+}
+
+/*  --------------------------------------------------------------------
+    Requests.  */
+
+static sb_rest_req_t *
+s_req_new (sb_rest_bridge_t *bridge, struct MHD_Connection *connection)
+{
+    sb_rest_req_t *req = calloc (1, sizeof *req);
+    if (!req)
+        return NULL;
+    req->bridge = bridge;
+    req->connection = connection;
+    req->refs = 1;
+    req->start_us = sb_rest_now_us ();
+    req->timeout_ms = bridge->timeout_ms;
+    req->label_service = "_bridge";
+    req->label_method = "not_found";
+    msgpack_sbuffer_init (&req->body);
+    sb_rest_metrics_in_flight (bridge->metrics, 1);
+    return req;
+}
+
+void
+sb_rest_req_unref (sb_rest_req_t *req)
+{
+    if (__atomic_sub_fetch (&req->refs, 1, __ATOMIC_ACQ_REL) > 0)
+        return;
+    msgpack_sbuffer_destroy (&req->body);
+    free (req->alias);
+    free (req->in);
+    free (req->out);
+    free (req);
+}
+
+/*  Appends `text` to out as the inside of a JSON string: quotes,
+    backslashes and control characters escaped, bytes that are not valid
+    UTF-8 replaced by '?'.  Returns the new length (bounded by size-1).  */
+static size_t
+s_json_escape (char *out, size_t size, size_t used, const char *text)
+{
+    const unsigned char *s = (const unsigned char *) text;
+    while (*s && used + 8 < size) {
+        unsigned char c = *s;
+        size_t sequence = c < 0x80 ? 1 : (c >> 5) == 6 ? 2 : (c >> 4) == 14 ? 3 : (c >> 3) == 30 ? 4 : 0;
+        for (size_t i = 1; i < sequence; i++)
+            if ((s [i] & 0xC0) != 0x80)
+                sequence = 0;
+        if (sequence == 0) {
+            out [used++] = '?';
+            s++;
+        }
+        else
+        if (c == '"' || c == '\\') {
+            out [used++] = '\\';
+            out [used++] = (char) c;
+            s++;
+        }
+        else
+        if (c < 0x20)
+            used += (size_t) snprintf (out + used, size - used, "\\u%04x", c), s++;
+        else {
+            memcpy (out + used, s, sequence);
+            used += sequence;
+            s += sequence;
+        }
+    }
+    out [used] = 0;
+    return used;
+}
+
+/*  A malloc'd error body; *size gets its length.  */
+static char *
+s_error_body (const char *code, const char *message, const char *request_id, size_t *size)
+{
+    size_t capacity = 3 * SB_ERROR_TEXT_MAX + 256;
+    char *body = malloc (capacity);
+    if (!body)
+        return NULL;
+    size_t used = (size_t) snprintf (body, capacity, "{\"error\":{\"code\":\"%s\",\"message\":\"", code);
+    used = s_json_escape (body, capacity - 64 - SB_REST_REQUEST_ID_MAX, used, message);
+    used += (size_t) snprintf (body + used, capacity - used, "\",\"request_id\":\"%s\"}}", request_id);
+    *size = used;
+    return body;
+}
+
+void
+sb_rest_req_fail (sb_rest_req_t *req, sb_code_t code, const char *message)
+{
+    free (req->out);
+    req->status = sb_code_http_status (code);
+    req->out = s_error_body (sb_code_name (code), message, req->request_id, &req->out_size);
+}
+
+/*  --------------------------------------------------------------------
+    Sending answers.  */
+
+static void
+s_add_common_headers (sb_rest_req_t *req, struct MHD_Response *response, const char *type)
+{
+    MHD_add_response_header (response, MHD_HTTP_HEADER_CONTENT_TYPE, type);
+    MHD_add_response_header (response, "X-Request-Id", req->request_id);
+    if (req->cors_origin) {
+        MHD_add_response_header (response, "Access-Control-Allow-Origin", req->cors_origin);
+        MHD_add_response_header (response, "Access-Control-Expose-Headers", "X-Request-Id");
+        if (strcmp (req->cors_origin, "*"))
+            MHD_add_response_header (response, MHD_HTTP_HEADER_VARY, "Origin");
+    }
+    pthread_mutex_lock (&req->bridge->lock);
+    bool stopping = req->bridge->stopping;
+    pthread_mutex_unlock (&req->bridge->lock);
+    if (stopping)
+        MHD_add_response_header (response, MHD_HTTP_HEADER_CONNECTION, "close");
+}
+
+/*  Queues `body` (ownership taken: it is malloc'd, or NULL for none) with
+    `status` and records the request in the metrics.  */
+static enum MHD_Result
+s_send_owned (sb_rest_req_t *req, int status, char *body, size_t size,
+              const char *type, const char *extra_name, const char *extra_value)
+{
+    struct MHD_Response *response = MHD_create_response_from_buffer (
+        body ? size : 0, body ? body : (void *) "", body ? MHD_RESPMEM_MUST_FREE : MHD_RESPMEM_PERSISTENT);
+    if (!response) {
+        free (body);
+        return MHD_NO;
+    }
+    s_add_common_headers (req, response, type);
+    if (extra_name)
+        MHD_add_response_header (response, extra_name, extra_value);
+    enum MHD_Result result = MHD_queue_response (req->connection, (unsigned) status, response);
+    MHD_destroy_response (response);
+    req->state = SB_REST_SENT;
+    sb_rest_metrics_record (req->bridge->metrics,
+                            req->kind == SB_REST_CALL ? req->service : req->label_service,
+                            req->kind == SB_REST_CALL ? req->method : req->label_method,
+                            status, sb_rest_now_us () - req->start_us);
+    return result;
+}
+
+static enum MHD_Result
+s_send_error (sb_rest_req_t *req, int status, const char *code, const char *message,
+              const char *extra_name, const char *extra_value)
+{
+    size_t size = 0;
+    char *body = s_error_body (code, message, req->request_id, &size);
+    return s_send_owned (req, status, body, size, "application/json", extra_name, extra_value);
+}
+
+static enum MHD_Result
+s_send_bus_error (sb_rest_req_t *req, sb_code_t code, const char *message)
+{
+    return s_send_error (req, sb_code_http_status (code), sb_code_name (code), message,
+                         code == SB_E_UNAUTHORIZED ? MHD_HTTP_HEADER_WWW_AUTHENTICATE : NULL,
+                         "Bearer realm=\"switchboard\"");
+}
+
+/*  --------------------------------------------------------------------
+    Request checks.  */
+
+static bool
+s_valid_request_id (const char *id)
+{
+    size_t length = strlen (id);
+    if (length == 0 || length > SB_REST_REQUEST_ID_MAX)
+        return false;
+    return strspn (id, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789._:-") == length;
+}
+
+static void
+s_take_request_id (sb_rest_req_t *req)
+{
+    const char *given = MHD_lookup_connection_value (req->connection, MHD_HEADER_KIND, "X-Request-Id");
+    if (given && s_valid_request_id (given)) {
+        snprintf (req->request_id, sizeof req->request_id, "%s", given);
+        return;
+    }
+    unsigned char random [16];
+    randombytes_buf (random, sizeof random);
+    sodium_bin2hex (req->request_id, sizeof req->request_id, random, sizeof random);
+}
+
+/*  Sets cors_origin when the request's Origin is allowed.  */
+static void
+s_take_origin (sb_rest_req_t *req)
+{
+    const char *allowed = req->bridge->cors_origins;
+    const char *origin = MHD_lookup_connection_value (req->connection, MHD_HEADER_KIND, "Origin");
+    if (!origin || !*allowed)
+        return;
+    size_t length = strlen (origin);
+    const char *cursor = allowed;
+    while (*cursor) {
+        cursor += strspn (cursor, " ,");
+        size_t item = strcspn (cursor, " ,");
+        if (item == 1 && *cursor == '*') {
+            req->cors_origin = "*";
+            return;
+        }
+        if (item == length && item > 0 && !strncmp (cursor, origin, length)) {
+            req->cors_origin = origin;
+            return;
+        }
+        cursor += item;
+    }
+}
+
+/*  Checks credentials.  service NULL: any valid key will do.  Returns 0
+    if the request may go on; otherwise the refusal was queued and the
+    result of queueing is in *result.  */
+static int
+s_authorize (sb_rest_req_t *req, const char *service, const char *method, enum MHD_Result *result)
+{
+    sb_rest_bridge_t *bridge = req->bridge;
+    if (sb_rest_auth_size (bridge->auth) == 0)
+        return 0;
+    const char *token = NULL;
+    const char *header = MHD_lookup_connection_value (req->connection, MHD_HEADER_KIND,
+                                                      MHD_HTTP_HEADER_AUTHORIZATION);
+    if (header && !strncasecmp (header, "Bearer ", 7)) {
+        token = header + 7;
+        token += strspn (token, " ");
+    }
+    if (!token)
+        token = MHD_lookup_connection_value (req->connection, MHD_HEADER_KIND, "X-API-Key");
+    size_t length = token ? strnlen (token, S_TOKEN_MAX + 1) : 0;
+    const sb_rest_key_t *key = NULL;
+    if (length > 0 && length <= S_TOKEN_MAX)
+        key = sb_rest_auth_lookup (bridge->auth, token, length);
+    if (!key) {
+        sb_rest_metrics_error (bridge->metrics, SB_REST_ERR_AUTH);
+        *result = s_send_bus_error (req, SB_E_UNAUTHORIZED, token
+            ? "invalid API key" : "an API key is required (Authorization: Bearer KEY or X-API-Key)");
+        return -1;
+    }
+    if (service && !sb_rest_key_allows (key, service, method)) {
+        sb_rest_metrics_error (bridge->metrics, SB_REST_ERR_FORBIDDEN);
+        char message [256];
+        snprintf (message, sizeof message, "key '%s' may not call %s.%s",
+                  sb_rest_key_name (key), service, method);
+        *result = s_send_bus_error (req, SB_E_FORBIDDEN, message);
+        return -1;
+    }
+    return 0;
+}
+
+/*  Checks Content-Type, declared length, and a client's X-Timeout-Ms;
+    returns 0 or queues the refusal as s_authorize does.  */
+static int
+s_check_body_headers (sb_rest_req_t *req, bool require_json, enum MHD_Result *result)
+{
+    sb_rest_bridge_t *bridge = req->bridge;
+    const char *type = MHD_lookup_connection_value (req->connection, MHD_HEADER_KIND,
+                                                    MHD_HTTP_HEADER_CONTENT_TYPE);
+    if (require_json || type) {
+        size_t length = type ? strcspn (type, "; \t") : 0;
+        if (!type || length != strlen ("application/json")
+        ||  strncasecmp (type, "application/json", length)) {
+            sb_rest_metrics_error (bridge->metrics, SB_REST_ERR_CONTENT_TYPE);
+            *result = s_send_error (req, MHD_HTTP_UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type",
+                                    "Content-Type must be application/json", NULL, NULL);
+            return -1;
+        }
+    }
+    const char *declared = MHD_lookup_connection_value (req->connection, MHD_HEADER_KIND,
+                                                        MHD_HTTP_HEADER_CONTENT_LENGTH);
+    if (declared) {
+        char *end;
+        errno = 0;
+        unsigned long long value = strtoull (declared, &end, 10);
+        if (errno || *end || value > bridge->max_body) {
+            sb_rest_metrics_error (bridge->metrics, SB_REST_ERR_BODY_TOO_LARGE);
+            char message [128];
+            snprintf (message, sizeof message, "request body larger than %zu bytes", bridge->max_body);
+            *result = s_send_error (req, MHD_HTTP_CONTENT_TOO_LARGE, "payload_too_large",
+                                    message, NULL, NULL);
+            return -1;
+        }
+    }
+    const char *timeout = MHD_lookup_connection_value (req->connection, MHD_HEADER_KIND, "X-Timeout-Ms");
+    if (timeout) {
+        char *end;
+        long value = strtol (timeout, &end, 10);
+        if (*end || value <= 0 || value > bridge->timeout_max_ms) {
+            char message [128];
+            snprintf (message, sizeof message, "X-Timeout-Ms must be 1..%d", bridge->timeout_max_ms);
+            *result = s_send_bus_error (req, SB_E_BAD_REQUEST, message);
+            return -1;
+        }
+        req->timeout_ms = (int) value;
+        req->timeout_given = true;
+    }
+    return 0;
+}
+
+/*  --------------------------------------------------------------------
+    Routing (first call of the access handler).  */
+
+static enum MHD_Result
+s_preflight (sb_rest_req_t *req)
+{
+    req->label_method = "preflight";
+    const char *asked = MHD_lookup_connection_value (req->connection, MHD_HEADER_KIND,
+                                                     "Access-Control-Request-Method");
+    if (!asked) {
+        return s_send_owned (req, MHD_HTTP_NO_CONTENT, NULL, 0, "application/json",
+                             MHD_HTTP_HEADER_ALLOW, "GET, POST, PUT, PATCH, DELETE, OPTIONS");
+    }
+    if (!req->cors_origin)
+        return s_send_bus_error (req, SB_E_FORBIDDEN, "origin not allowed");
+    struct MHD_Response *response = MHD_create_response_from_buffer (0, (void *) "",
+                                                                     MHD_RESPMEM_PERSISTENT);
+    if (!response)
+        return MHD_NO;
+    s_add_common_headers (req, response, "application/json");
+    MHD_add_response_header (response, "Access-Control-Allow-Methods", "GET, POST, PUT, PATCH, DELETE, OPTIONS");
+    MHD_add_response_header (response, "Access-Control-Allow-Headers",
+                             "Content-Type, Authorization, X-API-Key, X-Request-Id, X-Timeout-Ms");
+    MHD_add_response_header (response, "Access-Control-Max-Age", "600");
+    enum MHD_Result result = MHD_queue_response (req->connection, MHD_HTTP_NO_CONTENT, response);
+    MHD_destroy_response (response);
+    req->state = SB_REST_SENT;
+    sb_rest_metrics_record (req->bridge->metrics, req->label_service, req->label_method,
+                            MHD_HTTP_NO_CONTENT, sb_rest_now_us () - req->start_us);
+    return result;
+}
+
+static enum MHD_Result
+s_not_allowed (sb_rest_req_t *req, const char *allow)
+{
+    sb_rest_metrics_error (req->bridge->metrics, SB_REST_ERR_NO_ROUTE);
+    char message [128];
+    snprintf (message, sizeof message, "method not allowed here; use %s", allow);
+    return s_send_error (req, MHD_HTTP_METHOD_NOT_ALLOWED, "method_not_allowed", message,
+                         MHD_HTTP_HEADER_ALLOW, allow);
+}
+
+static enum MHD_Result
+s_submit (sb_rest_req_t *req)
+{
+    if (sb_rest_bridge_submit (req->bridge, req) == 0)
+        return MHD_YES;
+    sb_rest_metrics_error (req->bridge->metrics, SB_REST_ERR_SHUTDOWN);
+    return s_send_bus_error (req, SB_E_UNAVAILABLE, "the bridge is shutting down");
+}
+
+static enum MHD_Result
+s_route (sb_rest_req_t *req, const char *url, const char *http_method)
+{
+    sb_rest_bridge_t *bridge = req->bridge;
+    enum MHD_Result result = MHD_YES;
+    bool get = !strcmp (http_method, MHD_HTTP_METHOD_GET);
+    s_take_request_id (req);
+    s_take_origin (req);
+
+    if (!strcmp (http_method, MHD_HTTP_METHOD_OPTIONS))
+        return s_preflight (req);
+
+    if (!strcmp (url, "/healthz")) {
+        req->label_method = "healthz";
+        if (!get)
+            return s_not_allowed (req, "GET");
+        req->kind = SB_REST_HEALTH;
+        return s_submit (req);
+    }
+    if (!strcmp (url, "/metrics")) {
+        req->label_method = "metrics";
+        if (!get)
+            return s_not_allowed (req, "GET");
+        size_t size = 0;
+        char *text = sb_rest_metrics_render (bridge->metrics, &size);
+        if (!text)
+            return s_send_bus_error (req, SB_E_INTERNAL, "out of memory");
+        return s_send_owned (req, MHD_HTTP_OK, text, size, "text/plain; version=0.0.4; charset=utf-8",
+                             NULL, NULL);
+    }
+    if (!strcmp (url, "/openapi.json")) {
+        req->label_method = "openapi";
+        if (!get)
+            return s_not_allowed (req, "GET");
+        if (s_authorize (req, NULL, NULL, &result))
+            return result;
+        char *copy = malloc (bridge->openapi_size);
+        if (!copy)
+            return s_send_bus_error (req, SB_E_INTERNAL, "out of memory");
+        memcpy (copy, bridge->openapi, bridge->openapi_size);
+        return s_send_owned (req, MHD_HTTP_OK, copy, bridge->openapi_size, "application/json",
+                             NULL, NULL);
+    }
+    if (!strcmp (url, "/v1/services")) {
+        req->label_method = "services";
+        if (!get)
+            return s_not_allowed (req, "GET");
+        if (s_authorize (req, NULL, NULL, &result))
+            return result;
+        req->kind = SB_REST_SERVICES;
+        return s_submit (req);
+    }
+    if (!strncmp (url, "/v1/", 4)) {
+        const char *service = url + 4;
+        const char *slash = strchr (service, '/');
+        size_t service_size = slash ? (size_t) (slash - service) : 0;
+        const char *method = slash ? slash + 1 : "";
+        if (slash && service_size <= SB_NAME_MAX) {
+            memcpy (req->service, service, service_size);
+            req->service [service_size] = 0;
+        }
+        if (!slash || service_size > SB_NAME_MAX
+        ||  !sb_wire_valid_name (req->service, SB_NAME_MAX)
+        ||  !sb_wire_valid_name (method, SB_NAME_MAX)) {
+            req->service [0] = 0;
+            sb_rest_metrics_error (bridge->metrics, SB_REST_ERR_NO_ROUTE);
+            return s_send_bus_error (req, SB_E_NOT_FOUND, "no such route: use POST /v1/{service}/{method}");
+        }
+        snprintf (req->method, sizeof req->method, "%s", method);
+        req->kind = SB_REST_CALL;
+        if (strcmp (http_method, MHD_HTTP_METHOD_POST))
+            return s_not_allowed (req, "POST");
+        if (s_authorize (req, req->service, req->method, &result)
+        ||  s_check_body_headers (req, true, &result))
+            return result;
+        req->state = SB_REST_BODY;
+        return MHD_YES;
+    }
+
+    sb_rest_match_t match;
+    char allow [64];
+    int found = sb_rest_routes_match (bridge->routes, http_method, url, &match, allow);
+    if (found == 0)
+        return s_not_allowed (req, allow);
+    if (found == 1) {
+        req->alias = malloc (sizeof match);
+        if (!req->alias)
+            return s_send_bus_error (req, SB_E_INTERNAL, "out of memory");
+        *req->alias = match;
+        req->kind = SB_REST_CALL;
+        snprintf (req->service, sizeof req->service, "%s", match.service);
+        snprintf (req->method, sizeof req->method, "%s", match.method);
+        if (s_authorize (req, req->service, req->method, &result)
+        ||  s_check_body_headers (req, false, &result))
+            return result;
+        req->state = SB_REST_BODY;
+        return MHD_YES;
+    }
+    sb_rest_metrics_error (bridge->metrics, SB_REST_ERR_NO_ROUTE);
+    return s_send_bus_error (req, SB_E_NOT_FOUND, "no such route");
+}
+
+/*  --------------------------------------------------------------------
+    Bodies.  */
+
+static void
+s_append (sb_rest_req_t *req, const char *data, size_t size)
+{
+    if (req->too_large)
+        return;
+    if (size > req->bridge->max_body - req->in_size) {
+        req->too_large = true;
+        return;
+    }
+    if (req->in_size + size > req->in_capacity) {
+        size_t capacity = req->in_capacity ? req->in_capacity : 4096;
+        while (capacity < req->in_size + size)
+            capacity *= 2;
+        char *in = realloc (req->in, capacity);
+        if (!in) {
+            req->too_large = true;
+            return;
+        }
+        req->in = in;
+        req->in_capacity = capacity;
+    }
+    memcpy (req->in + req->in_size, data, size);
+    req->in_size += size;
+}
+
+typedef struct {
+    msgpack_packer *packer;
+    const sb_rest_match_t *match;
+    size_t count;
+    bool counting;
+} s_args_t;
+
+static bool
+s_is_param (const sb_rest_match_t *match, const char *name, size_t size)
+{
+    for (size_t i = 0; i < match->params_size; i++)
+        if (strlen (match->names [i]) == size && !memcmp (match->names [i], name, size))
+            return true;
+    return false;
+}
+
+static void
+s_pack_str (msgpack_packer *packer, const char *text, size_t size)
+{
+    msgpack_pack_str (packer, size);
+    msgpack_pack_str_body (packer, text, size);
+}
+
+static enum MHD_Result
+s_query_arg (void *cls, enum MHD_ValueKind kind, const char *key, const char *value)
+{
+    s_args_t *args = cls;
+    if (!key || s_is_param (args->match, key, strlen (key)) || args->count >= 64)
+        return MHD_YES;
+    args->count++;
+    if (!args->counting) {
+        s_pack_str (args->packer, key, strlen (key));
+        s_pack_str (args->packer, value ? value : "", value ? strlen (value) : 0);
+    }
+    return MHD_YES;
+}
+
+/*  Builds the MessagePack body of an alias call: path parameters, then
+    query arguments or the members of the JSON object body.  */
+static int
+s_alias_body (sb_rest_req_t *req, sb_error_t *err)
+{
+    const sb_rest_match_t *match = req->alias;
+    msgpack_sbuffer json;
+    msgpack_sbuffer_init (&json);
+    msgpack_unpacked unpacked;
+    msgpack_unpacked_init (&unpacked);
+    const msgpack_object_map *members = NULL;
+    int rc = 0;
+    if (req->in_size > 0) {
+        if (sb_json_to_msgpack (req->in, req->in_size, &json, err) != 0
+        ||  msgpack_unpack_next (&unpacked, json.data, json.size, NULL) != MSGPACK_UNPACK_SUCCESS) {
+            rc = -1;
+            goto done;
+        }
+        if (unpacked.data.type != MSGPACK_OBJECT_MAP) {
+            rc = sb_error_set (err, SB_E_BAD_REQUEST, "the body of this route must be a JSON object");
+            goto done;
+        }
+        members = &unpacked.data.via.map;
+    }
+    msgpack_packer packer;
+    msgpack_packer_init (&packer, &req->body, msgpack_sbuffer_write);
+    s_args_t args = { &packer, match, 0, true };
+    size_t extra = 0;
+    if (members) {
+        for (uint32_t i = 0; i < members->size; i++) {
+            const msgpack_object *key = &members->ptr [i].key;
+            if (key->type != MSGPACK_OBJECT_STR || !s_is_param (match, key->via.str.ptr, key->via.str.size))
+                extra++;
+        }
+    }
+    else
+        MHD_get_connection_values (req->connection, MHD_GET_ARGUMENT_KIND, s_query_arg, &args);
+    msgpack_pack_map (&packer, match->params_size + extra + args.count);
+    for (size_t i = 0; i < match->params_size; i++) {
+        s_pack_str (&packer, match->names [i], strlen (match->names [i]));
+        s_pack_str (&packer, match->values [i], strlen (match->values [i]));
+    }
+    if (members) {
+        for (uint32_t i = 0; i < members->size; i++) {
+            const msgpack_object *key = &members->ptr [i].key;
+            if (key->type == MSGPACK_OBJECT_STR && s_is_param (match, key->via.str.ptr, key->via.str.size))
+                continue;
+            msgpack_pack_object (&packer, *key);
+            msgpack_pack_object (&packer, members->ptr [i].val);
+        }
+    }
+    else {
+        args.count = 0;
+        args.counting = false;
+        MHD_get_connection_values (req->connection, MHD_GET_ARGUMENT_KIND, s_query_arg, &args);
+    }
+done:
+    msgpack_unpacked_destroy (&unpacked);
+    msgpack_sbuffer_destroy (&json);
+    return rc;
+}
+
+/*  Checks the body against the method's schema, if the schema directory
+    describes it, so that a bad request is refused before it crosses the
+    bus; takes the method's timeout unless the client chose one.  */
+static int
+s_validate (sb_rest_req_t *req, sb_error_t *err)
+{
+    if (!req->bridge->schemas)
+        return 0;
+    const sb_method_schema_t *schema = sb_schema_set_find (req->bridge->schemas,
+                                                           req->service, req->method);
+    if (!schema)
+        return 0;
+    if (!req->timeout_given && sb_method_schema_timeout_ms (schema) > 0)
+        req->timeout_ms = sb_method_schema_timeout_ms (schema);
+    msgpack_unpacked unpacked;
+    msgpack_unpacked_init (&unpacked);
+    int rc = 0;
+    if (msgpack_unpack_next (&unpacked, req->body.data, req->body.size, NULL) != MSGPACK_UNPACK_SUCCESS)
+        rc = sb_error_set (err, SB_E_BAD_REQUEST, "malformed request body");
+    else
+    if (sb_method_schema_validate_request (schema, &unpacked.data, err) != 0)
+        rc = -1;
+    msgpack_unpacked_destroy (&unpacked);
+    if (rc != 0)
+        sb_rest_metrics_error (req->bridge->metrics, SB_REST_ERR_SCHEMA);
+    return rc;
+}
+
+/*  The whole body is in: convert it and hand the request over.  */
+static enum MHD_Result
+s_body_done (sb_rest_req_t *req)
+{
+    sb_rest_bridge_t *bridge = req->bridge;
+    if (req->too_large) {
+        sb_rest_metrics_error (bridge->metrics, SB_REST_ERR_BODY_TOO_LARGE);
+        char message [128];
+        snprintf (message, sizeof message, "request body larger than %zu bytes", bridge->max_body);
+        return s_send_error (req, MHD_HTTP_CONTENT_TOO_LARGE, "payload_too_large", message, NULL, NULL);
+    }
+    sb_error_t err = { SB_OK, "" };
+    int rc;
+    if (req->alias)
+        rc = s_alias_body (req, &err);
+    else
+    if (req->in_size == 0) {
+        msgpack_packer packer;
+        msgpack_packer_init (&packer, &req->body, msgpack_sbuffer_write);
+        rc = msgpack_pack_nil (&packer);
+    }
+    else
+        rc = sb_json_to_msgpack (req->in, req->in_size, &req->body, &err);
+    if (rc != 0) {
+        sb_rest_metrics_error (bridge->metrics, SB_REST_ERR_MALFORMED_JSON);
+        return s_send_bus_error (req, SB_E_BAD_REQUEST, err.text [0] ? err.text : "malformed JSON");
+    }
+    free (req->in);
+    req->in = NULL;
+    req->in_size = req->in_capacity = 0;
+    if (s_validate (req, &err) != 0)
+        return s_send_bus_error (req, SB_E_BAD_REQUEST, err.text);
+    return s_submit (req);
+}
+
+/*  --------------------------------------------------------------------
+    libmicrohttpd callbacks.  */
+
+static enum MHD_Result
+s_access (void *cls, struct MHD_Connection *connection, const char *url,
+          const char *method, const char *version, const char *upload_data,
+          size_t *upload_data_size, void **con_cls)
+{
+    sb_rest_bridge_t *bridge = cls;
+    sb_rest_req_t *req = *con_cls;
+    if (!req) {
+        req = s_req_new (bridge, connection);
+        if (!req)
+            return MHD_NO;
+        *con_cls = req;
+        return s_route (req, url, method);
+    }
+    switch (req->state) {
+        case SB_REST_BODY:
+            if (*upload_data_size) {
+                s_append (req, upload_data, *upload_data_size);
+                *upload_data_size = 0;
+                return MHD_YES;
+            }
+            return s_body_done (req);
+        case SB_REST_ANSWERED: {
+            char *out = req->out;
+            req->out = NULL;
+            return s_send_owned (req, req->status, out, req->out_size, "application/json", NULL, NULL);
+        }
+        default:
+            *upload_data_size = 0;
+            return MHD_YES;
+    }
+}
+
+static void
+s_completed (void *cls, struct MHD_Connection *connection, void **con_cls,
+             enum MHD_RequestTerminationCode toe)
+{
+    sb_rest_bridge_t *bridge = cls;
+    sb_rest_req_t *req = *con_cls;
+    if (!req)
+        return;
+    *con_cls = NULL;
+    if (toe != MHD_REQUEST_TERMINATED_COMPLETED_OK && toe != MHD_REQUEST_TERMINATED_DAEMON_SHUTDOWN)
+        sb_rest_metrics_error (bridge->metrics, SB_REST_ERR_CLIENT_GONE);
+    sb_rest_metrics_in_flight (bridge->metrics, -1);
+    sb_rest_req_unref (req);
+}
+
+/*  Parses "HOST:PORT" (IPv4, or [IPv6]:PORT) into addr.  */
+static int
+s_parse_listen (const char *listen, struct sockaddr_storage *addr, sb_error_t *err)
+{
+    char host [64];
+    const char *colon = strrchr (listen, ':');
+    if (!colon || (size_t) (colon - listen) >= sizeof host)
+        return sb_error_set (err, SB_E_BAD_REQUEST, "listen '%s' must be HOST:PORT", listen);
+    memcpy (host, listen, (size_t) (colon - listen));
+    host [colon - listen] = 0;
+    char *end;
+    long port = strtol (colon + 1, &end, 10);
+    if (*end || colon [1] == 0 || port < 0 || port > 65535)
+        return sb_error_set (err, SB_E_BAD_REQUEST, "listen '%s': bad port", listen);
+    memset (addr, 0, sizeof *addr);
+    size_t length = strlen (host);
+    if (length > 2 && host [0] == '[' && host [length - 1] == ']') {
+        struct sockaddr_in6 *in6 = (struct sockaddr_in6 *) addr;
+        host [length - 1] = 0;
+        in6->sin6_family = AF_INET6;
+        in6->sin6_port = htons ((uint16_t) port);
+        if (inet_pton (AF_INET6, host + 1, &in6->sin6_addr) != 1)
+            return sb_error_set (err, SB_E_BAD_REQUEST, "listen '%s': bad IPv6 address", listen);
+        return 0;
+    }
+    struct sockaddr_in *in = (struct sockaddr_in *) addr;
+    in->sin_family = AF_INET;
+    in->sin_port = htons ((uint16_t) port);
+    if (inet_pton (AF_INET, host, &in->sin_addr) != 1)
+        return sb_error_set (err, SB_E_BAD_REQUEST, "listen '%s': bad IPv4 address", listen);
+    return 0;
+}
+
+int
+sb_rest_http_start (sb_rest_bridge_t *self, sb_error_t *err)
+{
+    struct sockaddr_storage addr;
+    if (s_parse_listen (self->listen, &addr, err) != 0)
+        return -1;
+    unsigned flags = MHD_USE_EPOLL_INTERNAL_THREAD | MHD_ALLOW_SUSPEND_RESUME;
+    if (addr.ss_family == AF_INET6)
+        flags |= MHD_USE_IPv6;
+    struct MHD_OptionItem options [] = {
+        { MHD_OPTION_SOCK_ADDR, 0, &addr },
+        { MHD_OPTION_THREAD_POOL_SIZE, self->threads, NULL },
+        { MHD_OPTION_CONNECTION_LIMIT, self->connection_limit, NULL },
+        { MHD_OPTION_CONNECTION_TIMEOUT, self->connection_timeout_s, NULL },
+        { MHD_OPTION_LISTEN_BACKLOG_SIZE, 1024, NULL },
+        { MHD_OPTION_LISTENING_ADDRESS_REUSE, self->reuse_port ? 1 : 0, NULL },
+        { MHD_OPTION_NOTIFY_COMPLETED, (intptr_t) s_completed, self },
+        { MHD_OPTION_END, 0, NULL }
+    };
+    self->daemon = MHD_start_daemon (flags, 0, NULL, NULL, s_access, self,
+                                     MHD_OPTION_ARRAY, options, MHD_OPTION_END);
+    if (!self->daemon)
+        return sb_error_set (err, SB_E_UNAVAILABLE, "cannot listen on %s (port in use?)", self->listen);
+    const union MHD_DaemonInfo *info = MHD_get_daemon_info (self->daemon, MHD_DAEMON_INFO_BIND_PORT);
+    self->port = info ? info->port : 0;
+    return 0;
+}
+
+void
+sb_rest_http_stop (sb_rest_bridge_t *self)
+{
+    if (!self->daemon)
+        return;
+    MHD_socket listener = MHD_quiesce_daemon (self->daemon);
+    if (listener != MHD_INVALID_SOCKET)
+        close (listener);
+    /*  Answers were given (or refused with 503) by the caller; give them
+        drain_ms to reach their clients.  Idle keep-alive connections do
+        not count: stopping the daemon closes them.  */
+    int64_t deadline = sb_rest_now_us () + (int64_t) self->drain_ms * 1000;
+    while (sb_rest_metrics_in_flight_now (self->metrics) > 0 && sb_rest_now_us () < deadline)
+        usleep (5000);
+    MHD_stop_daemon (self->daemon);
+    self->daemon = NULL;
+}
