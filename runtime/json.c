@@ -347,7 +347,8 @@ s_text_put (text_t *text, const char *data, size_t size)
         text->data = data_new;
         text->max = max;
     }
-    memcpy (text->data + text->size, data, size);
+    if (size)
+        memcpy (text->data + text->size, data, size);
     text->size += size;
     text->data [text->size] = 0;
 }
