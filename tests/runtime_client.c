@@ -1,0 +1,449 @@
+/*  runtime_client.t — the client API: calls, timeouts, events.
+
+    First against a fake broker (a ROUTER socket driven by the test with
+    the wire codec), to see exactly what the client sends and how it
+    takes answers a real broker would never send; then against the real
+    broker with an in-process `echo2` instance.  Every wait is bounded.
+*/
+#include "broker.h"
+#include "instance.h"
+#include "wire.h"
+#include "tap.h"
+
+#include <czmq.h>
+
+static int64_t
+s_int (const msgpack_object *obj)
+{
+    if (obj && obj->type == MSGPACK_OBJECT_POSITIVE_INTEGER)
+        return (int64_t) obj->via.u64;
+    if (obj && obj->type == MSGPACK_OBJECT_NEGATIVE_INTEGER)
+        return obj->via.i64;
+    return -1;
+}
+
+static size_t
+s_pack_int (char *buf, int64_t value)
+{
+    msgpack_sbuffer sb;
+    msgpack_sbuffer_init (&sb);
+    msgpack_packer pk;
+    msgpack_packer_init (&pk, &sb, msgpack_sbuffer_write);
+    msgpack_pack_int64 (&pk, value);
+    size_t size = sb.size;
+    memcpy (buf, sb.data, size);
+    msgpack_sbuffer_destroy (&sb);
+    return size;
+}
+
+/*  --------------------------------------------------------------------
+    A service to call.  */
+
+static int
+s_echo (sb_request_t *req, const msgpack_object *body, void *state)
+{
+    msgpack_pack_object (sb_reply_begin (req), *body);
+    return sb_reply_send (req);
+}
+
+static const sb_method_t s_methods [] = {
+    { "echo", s_echo, SB_METHOD_IDEMPOTENT },
+    { NULL, NULL, 0 }
+};
+
+static const sb_service_t s_echo2 = {
+    .abi_version = SB_ABI_VERSION, .name = "echo2", .version = "1", .methods = s_methods
+};
+
+/*  --------------------------------------------------------------------
+    Callbacks.  */
+
+typedef struct {
+    int calls;
+    sb_error_t err;
+    bool failed;
+    int64_t value;
+} answer_t;
+
+static void
+s_answer (const msgpack_object *body, const sb_error_t *err, void *arg)
+{
+    answer_t *a = arg;
+    a->calls++;
+    a->failed = err != NULL;
+    if (err)
+        a->err = *err;
+    else
+        a->value = s_int (body);
+}
+
+#define MANY 1000
+static int s_answers [MANY];
+static int s_wrong;
+
+static void
+s_many (const msgpack_object *body, const sb_error_t *err, void *arg)
+{
+    int i = (int) (intptr_t) arg;
+    s_answers [i]++;
+    if (err || s_int (body) != i)
+        s_wrong++;
+}
+
+typedef struct {
+    int events;
+    int64_t last;
+} events_t;
+
+static void
+s_on_event (const char *topic, const msgpack_object *body, void *arg)
+{
+    events_t *e = arg;
+    e->events++;
+    e->last = s_int (body);
+}
+
+/*  --------------------------------------------------------------------
+    Fake broker.  */
+
+/*  Waits for one message on the router while letting the client run.
+    Returns 0 with the routing id, header and body, or -1 on timeout.  */
+static int
+s_fake_recv (zsock_t *router, sb_client_t *client, zmsg_t **msg_p, sb_header_t *h)
+{
+    int64_t end = zclock_mono () + 5000;
+    while (zclock_mono () < end) {
+        sb_client_dispatch (client, 10);
+        zmq_pollitem_t item = { zsock_resolve (router), 0, ZMQ_POLLIN, 0 };
+        if (zmq_poll (&item, 1, 10) == 1) {
+            zmsg_t *msg = zmsg_recv (router);
+            zmsg_first (msg);
+            zframe_t *header = zmsg_next (msg);
+            if (header && sb_header_decode (h, zframe_data (header), zframe_size (header)) == SB_WIRE_OK) {
+                *msg_p = msg;
+                return 0;
+            }
+            zmsg_destroy (&msg);
+        }
+    }
+    return -1;
+}
+
+/*  Sends header (+ body) to the peer whose routing id starts `like`.  */
+static void
+s_fake_send (zsock_t *router, zmsg_t *like, const sb_header_t *h, const void *body, size_t size)
+{
+    uint8_t buffer [SB_HEADER_MAX];
+    size_t hsize = sb_header_encode (h, buffer);
+    zmsg_t *msg = zmsg_new ();
+    zmsg_append (msg, &(zframe_t *) { zframe_dup (zmsg_first (like)) });
+    zmsg_addmem (msg, buffer, hsize);
+    if (body)
+        zmsg_addmem (msg, body, size);
+    zmsg_send (&msg, router);
+}
+
+static void
+s_fake_broker_tests (void)
+{
+    zsock_t *router = zsock_new_router ("tcp://127.0.0.1:*");
+    char *endpoint = zsock_last_endpoint (router);
+    sb_error_t err = { 0 };
+    sb_client_options_t options = { .endpoints = endpoint, .timeout_ms = 3000, .name = "fake-test" };
+    sb_client_t *client = sb_client_new (&options, &err);
+    tap_ok (client != NULL, "client for the fake broker");
+
+    /*  A call made before the broker welcomed us waits and then goes out. */
+    answer_t first = { 0 };
+    char body [16];
+    size_t size = s_pack_int (body, 7);
+    tap_ok (sb_client_call_async (client, "svc", "m", body, size, 4000, s_answer, &first, &err) == 0,
+            "async call before WELCOME is accepted");
+    zmsg_t *msg = NULL;
+    sb_header_t h, out;
+    tap_ok (s_fake_recv (router, client, &msg, &h) == 0 && h.command == SB_CMD_HELLO,
+            "the client says HELLO first");
+    tap_ok ((h.present & SB_H_NAME) && strcmp (h.name, "fake-test") == 0, "HELLO carries the client's name");
+    sb_header_init (&out, SB_CMD_WELCOME);
+    sb_header_set_name (&out, "fake");
+    out.heartbeat_ms = 200;
+    s_fake_send (router, msg, &out, NULL, 0);
+    zmsg_destroy (&msg);
+
+    int rc = s_fake_recv (router, client, &msg, &h);
+    tap_ok (rc == 0 && h.command == SB_CMD_REQUEST, "the waiting call goes out after WELCOME");
+    tap_ok (rc == 0 && strcmp (h.service, "svc") == 0 && strcmp (h.method, "m") == 0,
+            "service and method in the header");
+    tap_ok (rc == 0 && h.timeout_ms > 0 && h.timeout_ms <= 4000, "relative timeout in the header (%u)",
+            h.timeout_ms);
+    static const uint8_t zero [16];
+    tap_ok (rc == 0 && (h.present & SB_H_TRACE) && memcmp (h.trace, zero, 16) != 0,
+            "a random trace id is sent");
+    zframe_t *frame = rc == 0 ? zmsg_last (msg) : NULL;
+    tap_ok (frame && zmsg_size (msg) == 3 && zframe_size (frame) == size
+         && memcmp (zframe_data (frame), body, size) == 0, "the body is the second frame, unchanged");
+    uint64_t first_id = h.request_id;
+    uint8_t first_trace [16];
+    memcpy (first_trace, h.trace, 16);
+
+    /*  A reply whose body is not MessagePack is an error, not a crash.  */
+    if (msg) {
+        sb_header_init (&out, SB_CMD_REPLY);
+        out.request_id = first_id;
+        s_fake_send (router, msg, &out, "\xc1", 1);
+        zmsg_destroy (&msg);
+    }
+    for (int i = 0; i < 100 && first.calls == 0; i++)
+        sb_client_dispatch (client, 20);
+    tap_ok (first.calls == 1 && first.failed && first.err.code == SB_E_INTERNAL,
+            "a bad reply body is an internal error to the caller (%s)", first.err.text);
+
+    /*  Second call: another id and trace; an unknown error code maps to
+        internal; a reply to an unknown id and garbage frames are ignored. */
+    answer_t second = { 0 };
+    sb_client_call_async (client, "svc", "m", NULL, 0, 4000, s_answer, &second, &err);
+    rc = s_fake_recv (router, client, &msg, &h);
+    tap_ok (rc == 0 && h.request_id != first_id && memcmp (h.trace, first_trace, 16) != 0,
+            "each call has its own request id and trace id");
+    tap_ok (rc == 0 && zmsg_size (msg) == 2, "an empty body sends no body frame");
+    if (msg) {
+        sb_header_init (&out, SB_CMD_REPLY);
+        out.request_id = h.request_id + 1000;
+        s_fake_send (router, msg, &out, "\x01", 1);
+        zmsg_t *garbage = zmsg_new ();
+        zmsg_append (garbage, &(zframe_t *) { zframe_dup (zmsg_first (msg)) });
+        zmsg_addstr (garbage, "not a header");
+        zmsg_send (&garbage, router);
+        sb_header_init (&out, SB_CMD_ERROR);
+        out.request_id = h.request_id;
+        out.code = 99;
+        sb_header_set_text (&out, "strange");
+        s_fake_send (router, msg, &out, NULL, 0);
+        zmsg_destroy (&msg);
+    }
+    for (int i = 0; i < 100 && second.calls == 0; i++)
+        sb_client_dispatch (client, 20);
+    tap_ok (second.calls == 1 && second.err.code == SB_E_INTERNAL && strcmp (second.err.text, "strange") == 0,
+            "an unknown error code arrives as internal with its text");
+    tap_is_int (sb_client_pending (client), 0, "nothing pending");
+
+    /*  The fake broker goes silent: the call still ends, locally.  */
+    answer_t third = { 0 };
+    sb_client_call_async (client, "svc", "m", NULL, 0, 300, s_answer, &third, &err);
+    int64_t start = zclock_mono ();
+    while (third.calls == 0 && zclock_mono () - start < 5000)
+        sb_client_dispatch (client, 50);
+    tap_ok (third.calls == 1 && third.err.code == SB_E_TIMEOUT, "silent broker: local timeout (%s)",
+            third.err.text);
+
+    sb_client_destroy (&client);
+    tap_ok (client == NULL, "destroy NULLs the pointer");
+    sb_client_destroy (&client);
+    zstr_free (&endpoint);
+    zsock_destroy (&router);
+}
+
+/*  --------------------------------------------------------------------
+    Against nothing: deadlines are local.  */
+
+static void
+s_nobody_tests (void)
+{
+    zsock_t *probe = zsock_new_router ("tcp://127.0.0.1:*");
+    char *endpoint = zsock_last_endpoint (probe);
+    zsock_destroy (&probe);              /* now nothing listens there */
+
+    sb_error_t err = { 0 };
+    sb_client_options_t options = { .endpoints = endpoint };
+    sb_client_t *client = sb_client_new (&options, &err);
+    tap_ok (client != NULL, "a client can be created while no broker runs");
+    sb_reply_t *reply = NULL;
+    int64_t start = zclock_mono ();
+    int rc = sb_client_call (client, "echo2", "echo", NULL, 0, 300, &reply, &err);
+    int64_t took = zclock_mono () - start;
+    tap_ok (rc == -1 && err.code == SB_E_TIMEOUT && reply == NULL, "no broker: blocking call times out");
+    tap_ok (took >= 290 && took < 3000, "after its timeout (%lld ms)", (long long) took);
+
+    answer_t a = { 0 };
+    tap_ok (sb_client_call_async (client, "echo2", "echo", NULL, 0, 200, s_answer, &a, &err) == 0,
+            "async call accepted");
+    tap_is_int (sb_client_pending (client), 1, "one pending");
+    start = zclock_mono ();
+    while (zclock_mono () - start < 800)
+        sb_client_dispatch (client, 100);
+    tap_ok (a.calls == 1 && a.err.code == SB_E_TIMEOUT, "no broker: async callback once, with timeout");
+    tap_is_int (sb_client_pending (client), 0, "none pending");
+
+    tap_ok (sb_client_call (client, "echo2", "echo", "\xc1", 1, 100, &reply, &err) == -1
+         && err.code == SB_E_BAD_REQUEST, "a body that is not MessagePack is refused locally");
+    tap_ok (sb_client_call (client, "bad name", "echo", NULL, 0, 100, &reply, &err) == -1
+         && err.code == SB_E_BAD_REQUEST, "a bad service name is refused locally");
+    tap_ok (sb_client_publish (client, "news.x", NULL, 0) == -1, "publish with no live broker fails");
+    sb_client_destroy (&client);
+
+    options.endpoints = "nonsense://";
+    tap_ok (sb_client_new (&options, &err) == NULL, "a bad endpoint is refused (%s)", err.text);
+    zstr_free (&endpoint);
+}
+
+/*  --------------------------------------------------------------------
+    Against the real broker.  */
+
+static int
+s_wait_welcome (sb_client_t *client)
+{
+    /*  sys.ping answers once the broker is reachable.  */
+    sb_error_t err;
+    for (int i = 0; i < 50; i++) {
+        sb_reply_t *reply = NULL;
+        if (sb_client_call (client, "sys", "ping", NULL, 0, 500, &reply, &err) == 0) {
+            sb_reply_destroy (&reply);
+            return 0;
+        }
+    }
+    return -1;
+}
+
+/*  Publishes until `e` has seen one event; 0 if it did within 10 s.  */
+static int
+s_publish_until (sb_client_t *pub, sb_client_t *sub, const char *topic, events_t *e)
+{
+    char body [16];
+    size_t size = s_pack_int (body, 3);
+    int64_t start = zclock_mono ();
+    int before = e->events;
+    while (e->events == before && zclock_mono () - start < 10000) {
+        sb_client_publish (pub, topic, body, size);
+        sb_client_dispatch (pub, 0);
+        sb_client_dispatch (sub, 50);
+    }
+    return e->events > before ? 0 : -1;
+}
+
+static void
+s_broker_tests (void)
+{
+    sb_error_t err = { 0 };
+    sb_broker_config_t config = { .bind = "tcp://127.0.0.1:*", .heartbeat_ms = 250 };
+    sb_broker_t *broker = sb_broker_new (&config, &err);
+    tap_ok (broker != NULL, "broker starts");
+    if (!broker)
+        return;
+    char endpoint [256];
+    snprintf (endpoint, sizeof endpoint, "%s", sb_broker_endpoint (broker));
+    sb_instance_t *echo = sb_instance_start (&s_echo2, 0, NULL, endpoint, 50, &err);
+    tap_ok (echo != NULL, "echo2 instance starts");
+
+    sb_client_options_t options = { .endpoints = endpoint };
+    sb_client_t *client = sb_client_new (&options, &err);
+    tap_ok (s_wait_welcome (client) == 0, "client reaches the broker");
+
+    /*  Blocking round trip (the instance may need a moment to announce). */
+    char body [16];
+    size_t size = s_pack_int (body, 1234);
+    sb_reply_t *reply = NULL;
+    int rc = -1;
+    for (int i = 0; i < 50 && rc; i++) {
+        rc = sb_client_call (client, "echo2", "echo", body, size, 2000, &reply, &err);
+        if (rc)
+            zclock_sleep (50);
+    }
+    tap_ok (rc == 0 && s_int (&reply->body) == 1234, "blocking call round trip");
+    tap_ok (rc == 0 && reply->size == size && memcmp (reply->data, body, size) == 0,
+            "the raw reply body is kept with the reply");
+    sb_reply_destroy (&reply);
+    tap_ok (reply == NULL, "sb_reply_destroy NULLs the pointer");
+
+    rc = sb_client_call (client, "nosuch", "x", NULL, 0, 2000, &reply, &err);
+    tap_ok (rc == -1 && err.code == SB_E_NOT_FOUND, "unknown service: not_found (%s)", err.text);
+
+    /*  Many in flight.  */
+    for (int i = 0; i < MANY; i++) {
+        size = s_pack_int (body, i);
+        sb_client_call_async (client, "echo2", "echo", body, size, 20000, s_many, (void *) (intptr_t) i, &err);
+    }
+    tap_is_int (sb_client_pending (client), MANY, "%d calls pending", MANY);
+    int64_t start = zclock_mono ();
+    while (sb_client_pending (client) > 0 && zclock_mono () - start < 20000)
+        sb_client_dispatch (client, 100);
+    int once = 0;
+    for (int i = 0; i < MANY; i++)
+        once += s_answers [i] == 1;
+    tap_is_int (once, MANY, "each async call answered exactly once");
+    tap_is_int (s_wrong, 0, "each with its own body");
+
+    /*  A blocking call dispatches async answers that arrive meanwhile.  */
+    answer_t a = { 0 };
+    size = s_pack_int (body, 5);
+    sb_client_call_async (client, "echo2", "echo", body, size, 5000, s_answer, &a, &err);
+    rc = sb_client_call (client, "echo2", "echo", body, size, 5000, &reply, &err);
+    sb_reply_destroy (&reply);
+    for (int i = 0; i < 50 && a.calls == 0; i++)
+        sb_client_dispatch (client, 20);
+    tap_ok (rc == 0 && a.calls == 1 && a.value == 5, "async and blocking calls mixed");
+
+    /*  Events: broadcast, then a balanced group of two.  */
+    sb_client_t *sub = sb_client_new (&options, &err);
+    sb_client_t *member1 = sb_client_new (&options, &err);
+    sb_client_t *member2 = sb_client_new (&options, &err);
+    events_t news = { 0 }, g1 = { 0 }, g2 = { 0 }, gprobe1 = { 0 }, gprobe2 = { 0 };
+    sb_client_subscribe (sub, "news.", NULL, s_on_event, &news);
+    sb_client_subscribe (member1, "jobs.work", "workers", s_on_event, &g1);
+    sb_client_subscribe (member2, "jobs.work", "workers", s_on_event, &g2);
+    sb_client_subscribe (member1, "jobs.probe", "probers", s_on_event, &gprobe1);
+    sb_client_subscribe (member2, "jobs.probe", "probers", s_on_event, &gprobe2);
+    tap_ok (sb_client_subscribe (sub, "bad topic", NULL, s_on_event, &news) == -1, "bad prefix refused");
+    tap_ok (s_publish_until (client, sub, "news.today", &news) == 0 && news.last == 3,
+            "broadcast event published by one client reaches another");
+
+    /*  Both members are known to the broker once each got a probe.  */
+    start = zclock_mono ();
+    while ((gprobe1.events == 0 || gprobe2.events == 0) && zclock_mono () - start < 10000) {
+        size = s_pack_int (body, 0);
+        sb_client_publish (client, "jobs.probe", body, size);
+        sb_client_dispatch (member1, 10);
+        sb_client_dispatch (member2, 10);
+    }
+    tap_ok (gprobe1.events > 0 && gprobe2.events > 0, "both group members subscribed");
+    for (int i = 0; i < 20; i++) {
+        size = s_pack_int (body, i);
+        sb_client_publish (client, "jobs.work.item", body, size);
+    }
+    start = zclock_mono ();
+    while (g1.events + g2.events < 20 && zclock_mono () - start < 10000) {
+        sb_client_dispatch (member1, 10);
+        sb_client_dispatch (member2, 10);
+    }
+    tap_ok (g1.events + g2.events == 20 && g1.events > 0 && g2.events > 0,
+            "group events are shared between members, each delivered once (%d + %d)",
+            g1.events, g2.events);
+
+    /*  Broker restart: subscriptions come back without the program's help. */
+    sb_instance_stop (&echo);
+    sb_broker_destroy (&broker);
+    config.bind = endpoint;
+    start = zclock_mono ();
+    while (!broker && zclock_mono () - start < 5000)
+        if (!(broker = sb_broker_new (&config, &err)))
+            zclock_sleep (100);
+    tap_ok (broker != NULL, "broker restarted on the same endpoint");
+    /*  Keep the subscriber's session running while the publisher retries. */
+    tap_ok (broker && s_publish_until (client, sub, "news.again", &news) == 0,
+            "after the restart the subscription is re-sent and events flow again");
+
+    sb_client_destroy (&sub);
+    sb_client_destroy (&member1);
+    sb_client_destroy (&member2);
+    sb_client_destroy (&client);
+    sb_broker_destroy (&broker);
+}
+
+int
+main (void)
+{
+    zsys_handler_set (NULL);
+    s_fake_broker_tests ();
+    s_nobody_tests ();
+    s_broker_tests ();
+    return tap_done ();
+}
