@@ -13,9 +13,13 @@
 #define SB_DECLARE(fn) int fn (int argc, char **argv)
 
 SB_DECLARE (sb_cmd_broker);
+SB_DECLARE (sb_cmd_keygen);
+SB_DECLARE (sb_cmd_cert);
 
 const sb_command_t sb_commands [] = {
     { "broker", sb_cmd_broker, "run a broker: peers connect to it, it routes requests and events" },
+    { "keygen", sb_cmd_keygen, "create the cluster authority key or a member's keys" },
+    { "cert", sb_cmd_cert, "sign a member certificate with the authority key, or show one" },
     { NULL, NULL, NULL }
 };
 
