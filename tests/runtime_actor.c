@@ -71,6 +71,7 @@ typedef struct {
     int twice_rc;
     int active;                     /* handlers running now */
     int max_active;
+    void *sleepers [8];             /* timers not fired yet, freed by fini */
 } calc_state_t;
 
 static volatile int s_fini_ran;
@@ -153,12 +154,15 @@ s_info (sb_request_t *req, const msgpack_object *body, void *state)
 typedef struct {
     sb_request_t *req;
     int ms;
+    calc_state_t *state;
+    int slot;
 } sleeper_t;
 
 static void
 s_wake (void *arg)
 {
     sleeper_t *sleeper = arg;
+    sleeper->state->sleepers [sleeper->slot] = NULL;
     msgpack_packer *pk = sb_reply_begin (sleeper->req);
     msgpack_pack_map (pk, 1);
     msgpack_pack_str_with_body (pk, "slept", 5);
@@ -173,9 +177,18 @@ s_sleep (sb_request_t *req, const msgpack_object *body, void *state)
     int64_t ms = s_int (s_get (body, "ms"));
     if (ms < 0 || ms > 60000)
         return sb_request_error (req, SB_E_BAD_REQUEST, "ms must be 0..60000");
+    calc_state_t *self = state;
+    int slot = 0;
+    while (slot < 8 && self->sleepers [slot])
+        slot++;
+    if (slot == 8)
+        return sb_request_error (req, SB_E_OVERLOADED, "too many sleepers");
     sleeper_t *sleeper = malloc (sizeof *sleeper);
     sleeper->req = sb_request_defer (req);
     sleeper->ms = (int) ms;
+    sleeper->state = self;
+    sleeper->slot = slot;
+    self->sleepers [slot] = sleeper;
     return sb_actor_after (sb_request_actor (req), (int) ms, s_wake, sleeper);
 }
 
@@ -224,6 +237,8 @@ s_calc_fini (void *state)
     calc_state_t *self = state;
     close (self->pipe [0]);
     close (self->pipe [1]);
+    for (int i = 0; i < 8; i++)
+        free (self->sleepers [i]);
     free (self);
     s_fini_ran = 1;
 }
