@@ -76,6 +76,34 @@ bp_send_raw (zsock_t *sock, int count, const void **data, const size_t *sizes)
         zmq_send (s, data [i], sizes [i], i + 1 < count ? ZMQ_SNDMORE : 0);
 }
 
+/*  Sockets kept alive while a test waits: each gets a HEARTBEAT every
+    50 ms from inside bp_recv_any, as a real peer's runtime would send.  */
+static zsock_t *bp_kept [8];
+static int64_t bp_kept_at;
+
+static inline void
+bp_keep (zsock_t *sock, bool keep)
+{
+    for (int i = 0; i < 8; i++)
+        if (keep ? !bp_kept [i] : bp_kept [i] == sock) {
+            bp_kept [i] = keep ? sock : NULL;
+            return;
+        }
+}
+
+static inline void bp_simple (zsock_t *sock, sb_cmd_t command);
+
+static inline void
+bp_keep_beat (void)
+{
+    if (zclock_mono () - bp_kept_at < 50)
+        return;
+    bp_kept_at = zclock_mono ();
+    for (int i = 0; i < 8; i++)
+        if (bp_kept [i])
+            bp_simple (bp_kept [i], SB_CMD_HEARTBEAT);
+}
+
 /*  Receives the next message other than HEARTBEAT within timeout_ms.
     0, or -1 on timeout or an undecodable message.  */
 static inline int
@@ -87,8 +115,9 @@ bp_recv_any (zsock_t *sock, bp_msg_t *m, int timeout_ms, bool skip_heartbeats)
         int64_t left = end - zclock_mono ();
         if (left < 0)
             return -1;
+        bp_keep_beat ();
         zmq_pollitem_t item = { s, 0, ZMQ_POLLIN, 0 };
-        if (zmq_poll (&item, 1, (long) left) <= 0)
+        if (zmq_poll (&item, 1, left < 50 ? (long) left : 50) <= 0)
             continue;
         zmsg_t *msg = zmsg_recv (sock);
         if (!msg)
