@@ -11,6 +11,10 @@
 #include "tap.h"
 
 #include <czmq.h>
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <unistd.h>
 
 static int64_t
 s_int (const msgpack_object *obj)
@@ -249,9 +253,15 @@ s_fake_broker_tests (void)
 static void
 s_nobody_tests (void)
 {
-    zsock_t *probe = zsock_new_router ("tcp://127.0.0.1:*");
-    char *endpoint = zsock_last_endpoint (probe);
-    zsock_destroy (&probe);              /* now nothing listens there */
+    /*  A TCP socket bound but not listening holds a port where nothing
+        can listen (not even another test's broker) and connects fail.  */
+    int holder = socket (AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in addr = { .sin_family = AF_INET, .sin_addr.s_addr = htonl (INADDR_LOOPBACK) };
+    socklen_t len = sizeof addr;
+    if (holder < 0 || bind (holder, (struct sockaddr *) &addr, sizeof addr)
+    ||  getsockname (holder, (struct sockaddr *) &addr, &len))
+        tap_skip_all ("cannot reserve a loopback port");
+    char *endpoint = zsys_sprintf ("tcp://127.0.0.1:%d", ntohs (addr.sin_port));
 
     sb_error_t err = { 0 };
     sb_client_options_t options = { .endpoints = endpoint };
@@ -284,6 +294,7 @@ s_nobody_tests (void)
     options.endpoints = "nonsense://";
     tap_ok (sb_client_new (&options, &err) == NULL, "a bad endpoint is refused (%s)", err.text);
     zstr_free (&endpoint);
+    close (holder);
 }
 
 /*  --------------------------------------------------------------------
