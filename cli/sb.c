@@ -15,11 +15,13 @@
 SB_DECLARE (sb_cmd_broker);
 SB_DECLARE (sb_cmd_keygen);
 SB_DECLARE (sb_cmd_cert);
+SB_DECLARE (sb_cmd_bench);
 
 const sb_command_t sb_commands [] = {
     { "broker", sb_cmd_broker, "run a broker: peers connect to it, it routes requests and events" },
     { "keygen", sb_cmd_keygen, "create the cluster authority key or a member's keys" },
     { "cert", sb_cmd_cert, "sign a member certificate with the authority key, or show one" },
+    { "bench", sb_cmd_bench, "measure request/reply throughput and latency, against a bare libzmq baseline" },
     { NULL, NULL, NULL }
 };
 
