@@ -42,8 +42,10 @@ main (void)
     zsock_t *g1 = bp_connect (broker), *g2 = bp_connect (broker), *g3 = bp_connect (broker);
     static bp_msg_t m;
     zsock_t *peers [] = { all, orders, g1, g2, g3 };
-    for (int i = 0; i < 5; i++)
+    for (int i = 0; i < 5; i++) {
         bp_hello (peers [i], "sub", &m);
+        bp_keep (peers [i], true);
+    }
 
     s_subscribe (all, SB_CMD_SUBSCRIBE, "orders", NULL);
     s_subscribe (all, SB_CMD_SUBSCRIBE, "orders.new", NULL);   /* overlapping prefix */
@@ -106,6 +108,7 @@ main (void)
                 "an event nobody subscribed to is dropped and counted");
 
     /*  A subscriber that leaves no longer counts.  */
+    bp_keep (g1, false);
     bp_simple (g1, SB_CMD_BYE);
     bp_silent (admin, 100);
     for (int i = 0; i < 4; i++)
@@ -114,6 +117,8 @@ main (void)
     n3 = s_count (g3, 100, &m);
     tap_ok (n2 + n3 == 4 && n2 == 2, "after BYE the group is the two others (%d/%d)", n2, n3);
 
+    for (int i = 0; i < 5; i++)
+        bp_keep (peers [i], false);
     sb_broker_destroy (&broker);
     zsock_destroy (&admin);
     zsock_destroy (&publisher);

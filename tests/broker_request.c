@@ -38,6 +38,7 @@ main (void)
 
     zsock_t *worker1 = bp_connect (broker);
     bp_hello (worker1, "worker-1", &m);
+    bp_keep (worker1, true);
     bp_ready (worker1, "echo", 1, "echo:1,slow:0");
     bp_request (client, 2, "echo", "nosuch", 0, 0, "\xc0", 1);
     tap_ok (bp_recv (client, &m, BP_WAIT) == 0 && m.h.command == SB_CMD_ERROR
@@ -82,6 +83,8 @@ main (void)
     zsock_t *worker2 = bp_connect (broker), *worker3 = bp_connect (broker);
     bp_hello (worker2, "worker-2", &m);
     bp_hello (worker3, "worker-3", &m);
+    bp_keep (worker2, true);
+    bp_keep (worker3, true);
     bp_ready (worker2, "echo", 4, "echo:1,slow:0");
     bp_ready (worker3, "echo", 4, "echo:1,slow:0");
     bp_stat_wait (admin, "workers", NULL, 3);
@@ -141,6 +144,7 @@ main (void)
     /*  Deadline while queued: a service whose only worker has no credit. */
     zsock_t *slow = bp_connect (broker);
     bp_hello (slow, "slow-1", &m);
+    bp_keep (slow, true);
     bp_ready (slow, "slow", 1, "wait:0");
     bp_stat_wait (admin, "workers", NULL, 4);
     bp_request (client, 400, "slow", "wait", 5000, 0, "\xc0", 1);
@@ -210,6 +214,10 @@ main (void)
             "unknown sys method: bad_request");
 
     /*  The broker says BYE when it stops.  */
+    bp_keep (worker1, false);
+    bp_keep (worker2, false);
+    bp_keep (worker3, false);
+    bp_keep (slow, false);
     sb_broker_destroy (&broker);
     tap_ok (broker == NULL, "destroy NULLs the pointer");
     sb_broker_destroy (&broker);
