@@ -16,9 +16,19 @@ SB_DECLARE (sb_cmd_broker);
 SB_DECLARE (sb_cmd_keygen);
 SB_DECLARE (sb_cmd_cert);
 SB_DECLARE (sb_cmd_bench);
+SB_DECLARE (sb_cmd_run);
+SB_DECLARE (sb_cmd_call);
+SB_DECLARE (sb_cmd_pub);
+SB_DECLARE (sb_cmd_sub);
+SB_DECLARE (sb_cmd_services);
 
 const sb_command_t sb_commands [] = {
     { "broker", sb_cmd_broker, "run a broker: peers connect to it, it routes requests and events" },
+    { "run", sb_cmd_run, "host service plugins (.so): N instances each, until SIGINT/SIGTERM" },
+    { "call", sb_cmd_call, "call SERVICE.METHOD with a JSON body and print the JSON reply" },
+    { "pub", sb_cmd_pub, "publish one event (topic and JSON body)" },
+    { "sub", sb_cmd_sub, "print events whose topic matches a prefix, one JSON line each" },
+    { "services", sb_cmd_services, "list the services a broker routes to, with their load" },
     { "keygen", sb_cmd_keygen, "create the cluster authority key or a member's keys" },
     { "cert", sb_cmd_cert, "sign a member certificate with the authority key, or show one" },
     { "bench", sb_cmd_bench, "measure request/reply throughput and latency, against a bare libzmq baseline" },

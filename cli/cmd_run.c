@@ -1,0 +1,278 @@
+/*  cmd_run.c — `sb run PLUGIN...`: the service host.
+
+    Everything that can fail is done before anything serves: every plugin
+    is loaded and validated, the configuration parsed, and every instance
+    started (which runs its init()).  The first failure stops whatever was
+    already started and exits 1 with one line naming the file and the
+    reason; the host never runs half a deployment.
+
+    SIGINT and SIGTERM are blocked before the first thread exists, so every
+    thread inherits the mask and the main thread alone takes them with
+    sigwait(); then the instances stop in reverse order (each says BYE to
+    its brokers and runs fini()), and only then are the plugins unloaded.
+*/
+#include "common.h"
+#include "service_config.h"
+#include "instance.h"
+#include "plugin.h"
+
+#include <getopt.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define SB_RUN_ENDPOINTS_MAX 16
+#define SB_RUN_SETS_MAX 256
+#define SB_RUN_PLUGINS_MAX 64
+#define SB_RUN_INSTANCES_MAX 64
+
+typedef struct {
+    sb_plugin_t *plugins [SB_RUN_PLUGINS_MAX];
+    int plugin_count;
+    sb_instance_t *instances [SB_RUN_PLUGINS_MAX * SB_RUN_INSTANCES_MAX];
+    int instance_count;
+    sb_config_t *config;
+} run_t;
+
+static void
+s_help (FILE *out)
+{
+    fprintf (out,
+        "usage: sb run [--connect ENDPOINT]... [--config FILE] [--set SERVICE/KEY=VALUE]...\n"
+        "              [--instances N] [--capacity N] PLUGIN...\n"
+        "\n"
+        "Hosts service plugins: loads each PLUGIN (a path, or a bare name such as 'echo'\n"
+        "looked up in $SB_PLUGIN_DIR, a colon-separated list, else %s),\n"
+        "starts N instances of each service (an actor each: its own thread and broker\n"
+        "connections) and serves until SIGINT or SIGTERM.  Prints 'sb run: serving\n"
+        "SERVICE xN' for each service once all are started.  If any plugin fails to\n"
+        "load or any instance fails to start, nothing is left running.\n"
+        "\n"
+        "options:\n"
+        "  -c, --connect ENDPOINT   broker(s) to serve through; repeat or separate with\n"
+        "                           commas (default $SB_CONNECT, else %s)\n"
+        "  -f, --config FILE        ZPL configuration, one section per service name\n"
+        "  -s, --set SVC/KEY=VALUE  set or override one configuration value\n"
+        "  -n, --instances N        instances per service (default 1, at most %d)\n"
+        "  -C, --capacity N         requests one instance holds at once (default %d)\n"
+        "  -h, --help               this text\n"
+        "\n"
+        "exit status: 0 stopped by a signal; 1 a plugin or an instance could not start;\n"
+        "2 usage error.\n"
+        "\n"
+        "examples:\n"
+        "  sb run echo\n"
+        "  sb run --instances 3 ./build/services/.libs/echo.so\n"
+        "  sb run --connect tcp://10.0.0.1:7600 --connect tcp://10.0.0.2:7600 echo\n"
+        "  sb run --config services.cfg --set echo/sleep_max_ms=1000 echo ./my_service.so\n",
+        SB_PLUGIN_DIR, SB_CONNECT_DEFAULT, SB_RUN_INSTANCES_MAX, SB_INSTANCE_CAPACITY_DEFAULT);
+}
+
+/*  Stops every instance (newest first), then unloads the plugins.  */
+static void
+s_shutdown (run_t *self)
+{
+    while (self->instance_count > 0)
+        sb_instance_stop (&self->instances [--self->instance_count]);
+    while (self->plugin_count > 0)
+        sb_plugin_destroy (&self->plugins [--self->plugin_count]);
+    sb_config_destroy (&self->config);
+}
+
+/*  Appends an endpoint (or a comma-separated list) to `list`.  */
+static int
+s_add_endpoints (char *list, size_t size, const char *endpoints)
+{
+    size_t used = strlen (list);
+    size_t len = strlen (endpoints);
+    if (len == 0 || used + len + 2 > size)
+        return -1;
+    snprintf (list + used, size - used, "%s%s", used ? "," : "", endpoints);
+    return 0;
+}
+
+/*  Loads every plugin named on the command line.  */
+static int
+s_load_plugins (run_t *self, int count, char **names)
+{
+    const char *search = getenv ("SB_PLUGIN_DIR");
+    if (!search || !*search)
+        search = SB_PLUGIN_DIR;
+    for (int i = 0; i < count; i++) {
+        sb_error_t err = { 0 };
+        char *path = sb_plugin_resolve (names [i], search, &err);
+        sb_plugin_t *plugin = path ? sb_plugin_load (path, &err) : NULL;
+        free (path);
+        if (!plugin) {
+            fprintf (stderr, "sb run: %s\n", err.text);
+            return -1;
+        }
+        const char *name = sb_plugin_service (plugin)->name;
+        for (int j = 0; j < self->plugin_count; j++)
+            if (strcmp (sb_plugin_service (self->plugins [j])->name, name) == 0) {
+                fprintf (stderr, "sb run: %s: service '%s' is already loaded from %s\n",
+                         sb_plugin_path (plugin), name, sb_plugin_path (self->plugins [j]));
+                sb_plugin_destroy (&plugin);
+                return -1;
+            }
+        self->plugins [self->plugin_count++] = plugin;
+    }
+    return 0;
+}
+
+/*  A --set for a service no plugin provides is almost certainly a typo.  */
+static int
+s_check_sets (run_t *self, int count, char **sets)
+{
+    for (int i = 0; i < count; i++) {
+        size_t len = strcspn (sets [i], "/");
+        bool known = false;
+        for (int j = 0; j < self->plugin_count && !known; j++) {
+            const char *name = sb_plugin_service (self->plugins [j])->name;
+            known = strlen (name) == len && strncmp (name, sets [i], len) == 0;
+        }
+        if (!known) {
+            fprintf (stderr, "sb run: --set '%.64s': no plugin provides service '%.*s'\n",
+                     sets [i], (int) (len > 64 ? 64 : len), sets [i]);
+            return -1;
+        }
+    }
+    return 0;
+}
+
+/*  Configuration and plugins: everything that can be checked before any
+    thread starts.  Returns an exit status (0 to go on).  */
+static int
+s_prepare (run_t *self, const char *config_file, int set_count, char **sets,
+           int plugin_count, char **plugins)
+{
+    sb_error_t err = { 0 };
+    if (config_file && sb_config_load (self->config, config_file, &err) == -1) {
+        fprintf (stderr, "sb run: %s\n", err.text);
+        return SB_EXIT_FAILURE;
+    }
+    if (s_load_plugins (self, plugin_count, plugins) == -1)
+        return SB_EXIT_FAILURE;
+    for (int i = 0; i < set_count; i++)
+        if (sb_config_set (self->config, sets [i], &err) == -1) {
+            fprintf (stderr, "sb run: %s\n", err.text);
+            return SB_EXIT_USAGE;
+        }
+    if (s_check_sets (self, set_count, sets) == -1)
+        return SB_EXIT_USAGE;
+    return SB_EXIT_OK;
+}
+
+static int
+s_start_instances (run_t *self, const char *endpoints, int instances, int capacity)
+{
+    for (int i = 0; i < self->plugin_count; i++) {
+        const sb_service_t *service = sb_plugin_service (self->plugins [i]);
+        const sb_config_t *view = sb_config_view (self->config, service->name);
+        if (!view) {
+            fprintf (stderr, "sb run: out of memory\n");
+            return -1;
+        }
+        for (int n = 0; n < instances; n++) {
+            sb_error_t err = { 0 };
+            sb_instance_t *instance = sb_instance_start (service, n, view, endpoints, capacity, &err);
+            if (!instance) {
+                fprintf (stderr, "sb run: %s: instance %d of '%s' failed to start: %s\n",
+                         sb_plugin_path (self->plugins [i]), n, service->name, err.text);
+                return -1;
+            }
+            self->instances [self->instance_count++] = instance;
+        }
+    }
+    return 0;
+}
+
+int
+sb_cmd_run (int argc, char **argv)
+{
+    static const struct option options [] = {
+        { "connect", required_argument, NULL, 'c' },
+        { "config", required_argument, NULL, 'f' },
+        { "set", required_argument, NULL, 's' },
+        { "instances", required_argument, NULL, 'n' },
+        { "capacity", required_argument, NULL, 'C' },
+        { "help", no_argument, NULL, 'h' },
+        { NULL, 0, NULL, 0 }
+    };
+    sigset_t signals;
+    sigemptyset (&signals);
+    sigaddset (&signals, SIGINT);
+    sigaddset (&signals, SIGTERM);
+    pthread_sigmask (SIG_BLOCK, &signals, NULL);
+
+    char endpoints [4096] = "";
+    const char *config_file = NULL;
+    char *sets [SB_RUN_SETS_MAX];
+    int set_count = 0;
+    long instances = 1, capacity = 0;
+    int opt;
+    optind = 1;
+    while ((opt = getopt_long (argc, argv, "c:f:s:n:C:h", options, NULL)) != -1) {
+        if (opt == 'c') {
+            if (s_add_endpoints (endpoints, sizeof endpoints, optarg) == -1) {
+                fprintf (stderr, "sb run: --connect: empty, or too many endpoints\n");
+                return SB_EXIT_USAGE;
+            }
+        }
+        else if (opt == 'f')
+            config_file = optarg;
+        else if (opt == 's') {
+            if (set_count == SB_RUN_SETS_MAX) {
+                fprintf (stderr, "sb run: --set: at most %d\n", SB_RUN_SETS_MAX);
+                return SB_EXIT_USAGE;
+            }
+            sets [set_count++] = optarg;
+        }
+        else if (opt == 'n') {
+            if (sb_cli_int ("run", "instances", optarg, 1, SB_RUN_INSTANCES_MAX, &instances) == -1)
+                return SB_EXIT_USAGE;
+        }
+        else if (opt == 'C') {
+            if (sb_cli_int ("run", "capacity", optarg, 1, 100000, &capacity) == -1)
+                return SB_EXIT_USAGE;
+        }
+        else if (opt == 'h') {
+            s_help (stdout);
+            return SB_EXIT_OK;
+        }
+        else {
+            fprintf (stderr, "sb run: see 'sb run --help'\n");
+            return SB_EXIT_USAGE;
+        }
+    }
+    int plugin_count = argc - optind;
+    if (plugin_count < 1 || plugin_count > SB_RUN_PLUGINS_MAX) {
+        fprintf (stderr, "sb run: expected 1 to %d plugins (see 'sb run --help')\n", SB_RUN_PLUGINS_MAX);
+        return SB_EXIT_USAGE;
+    }
+    if (!*endpoints)
+        snprintf (endpoints, sizeof endpoints, "%s", sb_cli_endpoint (NULL));
+
+    run_t *self = calloc (1, sizeof *self);
+    if (!self || !(self->config = sb_config_new ())) {
+        fprintf (stderr, "sb run: out of memory\n");
+        free (self);
+        return SB_EXIT_FAILURE;
+    }
+    int status = s_prepare (self, config_file, set_count, sets, plugin_count, argv + optind);
+    if (status == SB_EXIT_OK && s_start_instances (self, endpoints, (int) instances, (int) capacity) == -1)
+        status = SB_EXIT_FAILURE;
+    if (status == SB_EXIT_OK) {
+        for (int p = 0; p < self->plugin_count; p++)
+            printf ("sb run: serving %s x%ld\n", sb_plugin_service (self->plugins [p])->name, instances);
+        fflush (stdout);
+        int signo = 0;
+        sigwait (&signals, &signo);
+        fprintf (stderr, "sb run: %s, stopping\n", signo == SIGINT ? "SIGINT" : "SIGTERM");
+    }
+    s_shutdown (self);
+    free (self);
+    return status;
+}

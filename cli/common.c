@@ -1,0 +1,145 @@
+/*  common.c — helpers shared by the bus commands of `sb`; see common.h.  */
+#include "common.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define SB_CLI_STDIN_MAX (16 * 1024 * 1024)
+
+const char *
+sb_cli_endpoint (const char *option)
+{
+    if (option && *option)
+        return option;
+    const char *env = getenv ("SB_CONNECT");
+    return env && *env ? env : SB_CONNECT_DEFAULT;
+}
+
+int
+sb_cli_int (const char *cmd, const char *name, const char *text, long min, long max, long *value)
+{
+    char *end = NULL;
+    errno = 0;
+    long parsed = text ? strtol (text, &end, 10) : 0;
+    if (!text || !*text || *end || errno || parsed < min || parsed > max) {
+        fprintf (stderr, "sb %s: --%s: expected a number from %ld to %ld, not '%.32s'\n",
+                 cmd, name, min, max, text ? text : "");
+        return -1;
+    }
+    *value = parsed;
+    return 0;
+}
+
+bool
+sb_cli_valid_name (const char *name, size_t len)
+{
+    if (len == 0 || len > 64)
+        return false;
+    for (size_t i = 0; i < len; i++) {
+        char c = name [i];
+        if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9')
+              || c == '_' || c == '-'))
+            return false;
+    }
+    return true;
+}
+
+sb_client_t *
+sb_cli_client (const char *cmd, const char *endpoints, int timeout_ms)
+{
+    sb_client_options_t options = { .endpoints = endpoints, .timeout_ms = timeout_ms };
+    sb_error_t err = { 0 };
+    sb_client_t *client = sb_client_new (&options, &err);
+    if (!client)
+        fprintf (stderr, "sb %s: cannot connect to %s: %s\n", cmd, endpoints, err.text);
+    return client;
+}
+
+/*  Reads all of standard input, bounded.  */
+static char *
+s_read_stdin (size_t *size_p)
+{
+    size_t size = 0, room = 4096;
+    char *text = malloc (room);
+    while (text) {
+        size_t got = fread (text + size, 1, room - size, stdin);
+        size += got;
+        if (got == 0 || size > SB_CLI_STDIN_MAX)
+            break;
+        if (size == room) {
+            char *bigger = realloc (text, room * 2);
+            if (!bigger)
+                break;
+            text = bigger;
+            room *= 2;
+        }
+    }
+    if (text && (ferror (stdin) || size > SB_CLI_STDIN_MAX || size == room)) {
+        free (text);
+        return NULL;
+    }
+    *size_p = size;
+    return text;
+}
+
+int
+sb_cli_body (const char *cmd, const char *json, msgpack_sbuffer *out)
+{
+    if (!json) {
+        msgpack_packer pk;
+        msgpack_packer_init (&pk, out, msgpack_sbuffer_write);
+        msgpack_pack_nil (&pk);
+        return 0;
+    }
+    char *input = NULL;
+    size_t size = strlen (json);
+    if (strcmp (json, "-") == 0) {
+        input = s_read_stdin (&size);
+        if (!input) {
+            fprintf (stderr, "sb %s: cannot read the body from standard input (at most 16 MiB)\n", cmd);
+            return -1;
+        }
+        json = input;
+    }
+    sb_error_t err = { 0 };
+    int rc = sb_json_to_msgpack (json, size, out, &err);
+    if (rc == -1)
+        fprintf (stderr, "sb %s: invalid JSON: %s\n", cmd, err.text);
+    free (input);
+    return rc;
+}
+
+int
+sb_cli_fail (const char *cmd, const sb_error_t *err)
+{
+    fprintf (stderr, "sb %s: %s: %s\n", cmd, sb_code_name (err->code), err->text);
+    return err->code == SB_E_TIMEOUT ? SB_EXIT_TIMEOUT : SB_EXIT_FAILURE;
+}
+
+int
+sb_cli_print_json (const char *cmd, const msgpack_object *obj)
+{
+    sb_error_t err = { 0 };
+    char *json = sb_msgpack_to_json (obj, &err);
+    if (!json) {
+        fprintf (stderr, "sb %s: the reply cannot be shown as JSON: %s\n", cmd, err.text);
+        return -1;
+    }
+    printf ("%s\n", json);
+    fflush (stdout);
+    free (json);
+    return 0;
+}
+
+int
+sb_cli_ping (const char *cmd, sb_client_t *client, int timeout_ms)
+{
+    sb_reply_t *reply = NULL;
+    sb_error_t err = { 0 };
+    if (sb_client_call (client, "sys", "ping", "\xc0", 1, timeout_ms, &reply, &err) == -1)
+        return sb_cli_fail (cmd, &err);
+    sb_reply_destroy (&reply);
+    return SB_EXIT_OK;
+}
