@@ -48,7 +48,7 @@
 #define SB_SEAL_KEY_ID_SIZE 32          /* key_id in the header: sender's curve public key */
 #define SB_SEAL_WINDOW 1024             /* counters remembered per sender stream */
 #define SB_SEAL_STREAMS 16              /* sender streams remembered per peer */
-#define SB_SEAL_PEERS_DEFAULT 1024
+#define SB_SEAL_PEERS_DEFAULT 256      /* about 2.5 KiB of secure memory each */
 
 typedef enum {
     SB_SEAL_OK = 0,
