@@ -240,6 +240,46 @@ s_fake_broker_tests (void)
     tap_ok (third.calls == 1 && third.err.code == SB_E_TIMEOUT, "silent broker: local timeout (%s)",
             third.err.text);
 
+    /*  Session: HEARTBEAT while idle (interval 200 ms from WELCOME), and
+        HELLO again once the broker has been silent for 3 intervals.  */
+    bool heartbeat = false, hello = false;
+    start = zclock_mono ();
+    while (!hello && zclock_mono () - start < 5000 && s_fake_recv (router, client, &msg, &h) == 0) {
+        if (h.command == SB_CMD_HEARTBEAT)
+            heartbeat = true;
+        else
+        if (h.command == SB_CMD_HELLO)
+            hello = true;
+        if (!hello)
+            zmsg_destroy (&msg);
+    }
+    tap_ok (heartbeat, "an idle client sends HEARTBEAT");
+    tap_ok (hello, "a silent broker is declared dead and greeted with HELLO again");
+    if (hello) {
+        sb_header_init (&out, SB_CMD_WELCOME);
+        out.heartbeat_ms = 200;
+        s_fake_send (router, msg, &out, NULL, 0);
+        zmsg_destroy (&msg);
+        answer_t fourth = { 0 };
+        sb_client_call_async (client, "svc", "m", NULL, 0, 3000, s_answer, &fourth, &err);
+        rc = -1;
+        while (s_fake_recv (router, client, &msg, &h) == 0) {
+            if (h.command == SB_CMD_REQUEST) {
+                sb_header_init (&out, SB_CMD_REPLY);
+                out.request_id = h.request_id;
+                s_fake_send (router, msg, &out, body, size);
+                rc = 0;
+            }
+            zmsg_destroy (&msg);
+            if (rc == 0)
+                break;
+        }
+        for (int i = 0; i < 100 && fourth.calls == 0; i++)
+            sb_client_dispatch (client, 20);
+        tap_ok (fourth.calls == 1 && !fourth.failed && fourth.value == 7,
+                "after a new WELCOME calls flow again");
+    }
+
     sb_client_destroy (&client);
     tap_ok (client == NULL, "destroy NULLs the pointer");
     sb_client_destroy (&client);
