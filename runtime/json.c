@@ -363,6 +363,10 @@ s_text_putc (text_t *text, char c)
 static int
 s_put_string (text_t *text, const char *data, size_t size)
 {
+    if (size == 0) {
+        s_text_put (text, "\"\"", 2);      /* msgpack-c gives NULL for "" */
+        return 0;
+    }
     const unsigned char *s = (const unsigned char *) data;
     s_text_putc (text, '"');
     size_t run = 0;             /* start of bytes copied as they are */
