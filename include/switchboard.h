@@ -156,7 +156,9 @@ SB_EXPORT int sb_request_error (sb_request_t *req, sb_code_t code, const char *f
     answered later on the same actor (typically from the callback of a
     call to another service).  The deferred request is freed when it is
     answered.  If its deadline passes first, the caller gets `timeout`
-    from the broker and the late answer is dropped.  */
+    and the late answer is dropped: that sb_reply_* / sb_request_error
+    call returns -1 and frees the request.  Deferred requests never
+    answered are freed when the actor stops.  */
 SB_EXPORT sb_request_t *sb_request_defer (sb_request_t *req);
 
 /*  --------------------------------------------------------------------
