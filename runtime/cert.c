@@ -11,6 +11,8 @@
 #include "wire.h"
 
 #include <czmq.h>
+#include <dirent.h>
+#include <errno.h>
 #include <sodium.h>
 #include <stdio.h>
 #include <string.h>
@@ -30,6 +32,7 @@ static const char *s_status_names [SB_CERT_STATUS_MAX] = {
     [SB_CERT_EXPIRED] = "expired",
     [SB_CERT_REVOKED] = "revoked",
     [SB_CERT_KEY_MISMATCH] = "key_mismatch",
+    [SB_CERT_UNKNOWN] = "unknown",
 };
 
 const char *
@@ -790,4 +793,149 @@ sb_cert_verify_beacon (const uint8_t *cert, size_t size, const uint8_t signing_p
           && sodium_memcmp (decoded->sign_pk, signing_pk, SB_KEY_SIZE) == 0 ? 0 : -1;
     free (decoded);
     return rc;
+}
+
+sb_cert_status_t
+sb_cert_check_peer (const sb_cert_verifier_t *verifier, const void *data, size_t size,
+                    const uint8_t curve_pk [SB_KEY_SIZE], uint64_t now, sb_cert_t *out, sb_error_t *err)
+{
+    sb_cert_status_t status = sb_cert_check (verifier, data, size, now, out, err);
+    if (status == SB_CERT_OK && sodium_memcmp (out->curve_pk, curve_pk, SB_KEY_SIZE) != 0) {
+        sb_error_set (err, SB_E_UNAUTHORIZED,
+                      "certificate of '%s' is for another key than the connection's", out->name);
+        status = SB_CERT_KEY_MISMATCH;
+    }
+    return status;
+}
+
+/*  --------------------------------------------------------------------
+    Certificate store.  */
+
+struct sb_cert_store {
+    sb_cert_verifier_t verifier;
+    zhashx_t *certs;            /* hex curve key -> sb_cert_t * (owned) */
+};
+
+static void
+s_cert_free (void **item_p)
+{
+    free (*item_p);
+    *item_p = NULL;
+}
+
+sb_cert_store_t *
+sb_cert_store_new (const sb_cert_verifier_t *verifier)
+{
+    sb_cert_store_t *self = (sb_cert_store_t *) calloc (1, sizeof *self);
+    if (!self)
+        return NULL;
+    self->verifier = *verifier;
+    self->certs = zhashx_new ();
+    if (!self->certs) {
+        free (self);
+        return NULL;
+    }
+    zhashx_set_destructor (self->certs, s_cert_free);
+    return self;
+}
+
+void
+sb_cert_store_destroy (sb_cert_store_t **self_p)
+{
+    if (self_p && *self_p) {
+        zhashx_destroy (&(*self_p)->certs);
+        free (*self_p);
+        *self_p = NULL;
+    }
+}
+
+sb_cert_status_t
+sb_cert_store_add (sb_cert_store_t *self, const void *data, size_t size, uint64_t now, sb_error_t *err)
+{
+    sb_cert_t *cert = (sb_cert_t *) malloc (sizeof (sb_cert_t));
+    if (!cert) {
+        sb_error_set (err, SB_E_INTERNAL, "out of memory");
+        return SB_CERT_MALFORMED;
+    }
+    sb_cert_status_t status = sb_cert_check (&self->verifier, data, size, now, cert, err);
+    if (status != SB_CERT_OK) {
+        free (cert);
+        return status;
+    }
+    char key [SB_KEY_SIZE * 2 + 1];
+    sodium_bin2hex (key, sizeof key, cert->curve_pk, SB_KEY_SIZE);
+    zhashx_update (self->certs, key, cert);
+    return SB_CERT_OK;
+}
+
+int
+sb_cert_store_load_dir (sb_cert_store_t *self, const char *dir, uint64_t now, size_t *refused,
+                        sb_error_t *err)
+{
+    if (refused)
+        *refused = 0;
+    DIR *handle = opendir (dir);
+    if (!handle)
+        return sb_error_set (err, SB_E_BAD_REQUEST, "%s: cannot read directory: %s", dir, strerror (errno));
+    sb_cert_t *cert = (sb_cert_t *) malloc (sizeof (sb_cert_t));
+    uint8_t *encoded = (uint8_t *) malloc (SB_CERT_MAX + 80);
+    int added = 0;
+    struct dirent *entry;
+    while (cert && encoded && (entry = readdir (handle))) {
+        size_t len = strlen (entry->d_name);
+        if (len <= 5 || strcmp (entry->d_name + len - 5, ".cert") != 0)
+            continue;
+        char path [4096];
+        if (snprintf (path, sizeof path, "%s/%s", dir, entry->d_name) >= (int) sizeof path)
+            continue;
+        sb_cert_status_t status = sb_cert_load (path, cert, err);
+        size_t size = status == SB_CERT_OK ? sb_cert_encode (cert, encoded, SB_CERT_MAX + 80) : 0;
+        if (status == SB_CERT_OK)
+            status = sb_cert_store_add (self, encoded, size, now, err);
+        if (status == SB_CERT_OK)
+            added++;
+        else
+        if (refused)
+            (*refused)++;
+    }
+    closedir (handle);
+    free (encoded);
+    bool oom = !cert;
+    free (cert);
+    if (oom)
+        return sb_error_set (err, SB_E_INTERNAL, "out of memory");
+    return added;
+}
+
+const sb_cert_t *
+sb_cert_store_lookup (sb_cert_store_t *self, const uint8_t curve_pk [SB_KEY_SIZE], uint64_t now,
+                      sb_cert_status_t *status, sb_error_t *err)
+{
+    char key [SB_KEY_SIZE * 2 + 1];
+    sodium_bin2hex (key, sizeof key, curve_pk, SB_KEY_SIZE);
+    const sb_cert_t *cert = (const sb_cert_t *) zhashx_lookup (self->certs, key);
+    sb_cert_status_t result = SB_CERT_OK;
+    if (!cert) {
+        sb_error_set (err, SB_E_UNAUTHORIZED, "no certificate known for CURVE key %.16s...", key);
+        result = SB_CERT_UNKNOWN;
+    }
+    else
+    if (now >= cert->expires_at) {
+        sb_error_set (err, SB_E_UNAUTHORIZED, "certificate of '%s' has expired", cert->name);
+        result = SB_CERT_EXPIRED;
+    }
+    else
+    if (sb_revocation_has (self->verifier.revoked, cert)) {
+        sb_error_set (err, SB_E_UNAUTHORIZED, "certificate of '%s' is revoked", cert->name);
+        result = SB_CERT_REVOKED;
+    }
+    if (status)
+        *status = result;
+    return result == SB_CERT_OK ? cert : NULL;
+}
+
+size_t
+sb_cert_store_size (const sb_cert_store_t *self)
+{
+    return self ? zhashx_size (self->certs) : 0;
 }

@@ -60,6 +60,7 @@ typedef enum {
     SB_CERT_EXPIRED,            /* expires_at has passed */
     SB_CERT_REVOKED,            /* name or key id on the revocation list */
     SB_CERT_KEY_MISMATCH,       /* the certificate is for other keys than presented */
+    SB_CERT_UNKNOWN,            /* no certificate known for this key (sb_cert_store) */
     SB_CERT_STATUS_MAX
 } sb_cert_status_t;
 
@@ -167,10 +168,51 @@ typedef struct {
 sb_cert_status_t sb_cert_check (const sb_cert_verifier_t *verifier, const void *data, size_t size,
                                 uint64_t now, sb_cert_t *out, sb_error_t *err) SB_WARN_UNUSED;
 
+/*  The same, and the certificate must be made out for `curve_pk` (the
+    CURVE key the connection authenticated with, e.g. the ZAP request's
+    key or a message's "User-Id"): SB_CERT_KEY_MISMATCH otherwise.  */
+sb_cert_status_t sb_cert_check_peer (const sb_cert_verifier_t *verifier, const void *data, size_t size,
+                                     const uint8_t curve_pk [SB_KEY_SIZE], uint64_t now,
+                                     sb_cert_t *out, sb_error_t *err) SB_WARN_UNUSED;
+
 /*  The beacon module's verify_cert callback: `arg` is a
     const sb_cert_verifier_t *.  Returns 0 if `cert` is valid now, signed
     by the authority, not revoked, and made out for `signing_pk`; -1
     otherwise.  */
 int sb_cert_verify_beacon (const uint8_t *cert, size_t size, const uint8_t signing_pk [32], void *arg);
+
+/*  --------------------------------------------------------------------
+    Certificate store: the certificates a broker knows, by CURVE key.  A
+    ZAP request for CURVE carries only the client's public key, so the
+    broker's ZAP handler looks the key up here and admits it only if its
+    certificate is (still) valid and not revoked.  Not thread-safe: one
+    owner (the ZAP handler's thread).  */
+
+typedef struct sb_cert_store sb_cert_store_t;
+
+/*  `verifier` is copied; its revocation list stays borrowed (reload it in
+    place and the store sees the change).  */
+sb_cert_store_t *sb_cert_store_new (const sb_cert_verifier_t *verifier);
+void sb_cert_store_destroy (sb_cert_store_t **self_p);
+
+/*  Verifies an encoded certificate at `now` and keeps it (replacing one for
+    the same CURVE key).  Returns the verification status; only SB_CERT_OK
+    stores.  */
+sb_cert_status_t sb_cert_store_add (sb_cert_store_t *self, const void *data, size_t size,
+                                    uint64_t now, sb_error_t *err);
+
+/*  Adds every `*.cert` file of `dir`.  Returns how many were added, or -1
+    if the directory cannot be read; *refused (if not NULL) counts files
+    that were refused, and err describes the last refusal.  */
+int sb_cert_store_load_dir (sb_cert_store_t *self, const char *dir, uint64_t now,
+                            size_t *refused, sb_error_t *err);
+
+/*  The certificate for a CURVE key, re-checked for expiry and revocation
+    at `now`; NULL with *status (SB_CERT_UNKNOWN, SB_CERT_EXPIRED,
+    SB_CERT_REVOKED) and err otherwise.  The result is borrowed from the
+    store: valid until the next add or destroy.  */
+const sb_cert_t *sb_cert_store_lookup (sb_cert_store_t *self, const uint8_t curve_pk [SB_KEY_SIZE],
+                                       uint64_t now, sb_cert_status_t *status, sb_error_t *err);
+size_t sb_cert_store_size (const sb_cert_store_t *self);
 
 #endif

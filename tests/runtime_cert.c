@@ -185,6 +185,44 @@ main (void)
     tap_ok (sb_cert_verify_beacon (s_buf, size, sb_keys_sign_public (alice), &verifier) == -1,
             "beacon callback refuses a revoked member");
 
+    /*  check_peer: the certificate must be for the connection's CURVE key.  */
+    verifier.revoked = NULL;
+    tap_is_int (sb_cert_check_peer (&verifier, s_buf, size, sb_keys_curve_public (alice), now, &checked, &err),
+                SB_CERT_OK, "check_peer with the right CURVE key");
+    tap_is_int (sb_cert_check_peer (&verifier, s_buf, size, sb_keys_sign_public (alice), now, &checked, &err),
+                SB_CERT_KEY_MISMATCH, "check_peer with another key: %s", err.text);
+
+    /*  Certificate store, as a ZAP handler uses it.  */
+    verifier.revoked = revoked;
+    sb_cert_store_t *store = sb_cert_store_new (&verifier);
+    size_t refused = 0;
+    f = fopen (list_path, "w");
+    fclose (f);
+    tap_ok (sb_revocation_reload (revoked, &err) == 0 && sb_revocation_size (revoked) == 0, "list emptied");
+    char junk_path [256];
+    snprintf (junk_path, sizeof junk_path, "%s/junk.cert", dir);
+    f = fopen (junk_path, "w");
+    fprintf (f, "format = switchboard-cert 1\ncert = AAAA\n");
+    fclose (f);
+    tap_is_int (sb_cert_store_load_dir (store, dir, now, &refused, &err), 1, "store loads the valid .cert");
+    tap_ok (refused == 1 && strstr (err.text, "junk.cert"), "and refuses the junk one: %s", err.text);
+    sb_cert_status_t status;
+    const sb_cert_t *found = sb_cert_store_lookup (store, sb_keys_curve_public (alice), now, &status, &err);
+    tap_ok (found && !strcmp (found->name, "alice"), "lookup by CURVE key");
+    tap_ok (!sb_cert_store_lookup (store, sb_keys_sign_public (alice), now, &status, &err)
+            && status == SB_CERT_UNKNOWN, "unknown key: %s", err.text);
+    tap_ok (!sb_cert_store_lookup (store, sb_keys_curve_public (alice), now + 7200, &status, &err)
+            && status == SB_CERT_EXPIRED, "expired since it was stored");
+    tap_ok (sb_revocation_add (revoked, "alice", &err) == 0
+            && !sb_cert_store_lookup (store, sb_keys_curve_public (alice), now, &status, &err)
+            && status == SB_CERT_REVOKED, "revoked since it was stored");
+    size_t other = s_issue (other_ca, alice, now, 3600, "echo", "*");
+    tap_is_int (sb_cert_store_add (store, s_buf, other, now, &err), SB_CERT_WRONG_AUTHORITY,
+                "store refuses another authority's certificate");
+    tap_is_int (sb_cert_store_size (store), 1, "store holds one certificate");
+    sb_cert_store_destroy (&store);
+    unlink (junk_path);
+
     sb_revocation_destroy (&revoked);
     unlink (cert_path);
     unlink (list_path);
