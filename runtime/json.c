@@ -405,18 +405,33 @@ s_put_string (text_t *text, const char *data, size_t size)
     return 0;
 }
 
-/*  Shortest decimal form that reads back (strtod, or strtof for float32)
-    to exactly the same value; always marked as a real.  */
+/*  True if `digits` significant digits print value so that it reads back
+    (strtod, or strtof for float32) to exactly the same value.  */
+static bool
+s_real_fits (char *buf, size_t size, double value, bool single, int digits)
+{
+    snprintf (buf, size, "%.*g", digits, value);
+    return single ? strtof (buf, NULL) == (float) value : strtod (buf, NULL) == value;
+}
+
+/*  Shortest decimal form that reads back to the same value; always marked
+    as a real.  Fitting is monotonic in the digit count (a correctly
+    rounded d+1 digit form is never farther than the d digit one), so a
+    binary search over 1..9 (float32) or 1..17 (float64) finds it in at
+    most five tries.  */
 static void
 s_put_real (text_t *text, double value, bool single)
 {
     char buf [40];
-    int max_digits = single ? 9 : 17;     /* FLT_DECIMAL_DIG, DBL_DECIMAL_DIG (C11) */
-    for (int digits = 1; digits <= max_digits; digits++) {
-        snprintf (buf, sizeof buf, "%.*g", digits, value);
-        if (single ? strtof (buf, NULL) == (float) value : strtod (buf, NULL) == value)
-            break;
+    int lo = 1, hi = single ? 9 : 17;  /* FLT_DECIMAL_DIG, DBL_DECIMAL_DIG (C11) */
+    while (lo < hi) {
+        int mid = (lo + hi) / 2;
+        if (s_real_fits (buf, sizeof buf, value, single, mid))
+            hi = mid;
+        else
+            lo = mid + 1;
     }
+    s_real_fits (buf, sizeof buf, value, single, lo);
     if (!strpbrk (buf, ".e"))
         strcat (buf, ".0");
     s_text_put (text, buf, strlen (buf));
