@@ -567,16 +567,19 @@ s_pick_worker (service_t *s, int method)
 static int
 s_dispatch_to (engine_t *self, req_t *r, worker_t *w)
 {
-    sb_header_t h = r->header;
-    h.request_id = s_req_id (r);
-    h.present |= SB_H_REQUEST_ID;
+    /*  The stored header is rewritten in place (the caller's id is kept in
+        caller_id); a re-dispatch rewrites it again.  */
+    sb_header_t *h = &r->header;
+    h->request_id = s_req_id (r);
+    h->present |= SB_H_REQUEST_ID;
     int64_t left = r->deadline - self->now;
-    h.timeout_ms = (uint32_t) (left > 0 ? left : 1);
-    h.present |= SB_H_TIMEOUT;
+    h->timeout_ms = (uint32_t) (left > 0 ? left : 1);
+    h->present |= SB_H_TIMEOUT;
     if (r->idempotent)
-        h.flags |= SB_F_IDEMPOTENT;
-    h.present &= ~(SB_H_GROUP | SB_H_TOPIC | SB_H_NAME | SB_H_CODE | SB_H_CAPACITY);
-    h.text [0] = 0;
+        h->flags |= SB_F_IDEMPOTENT;
+    h->present &= ~(SB_H_GROUP | SB_H_TOPIC | SB_H_NAME | SB_H_CODE | SB_H_CAPACITY);
+    h->capacity = h->code = h->heartbeat_ms = h->instance = 0;
+    h->text [0] = 0;
 
     zmq_msg_t body;
     zmq_msg_t *bodyp = NULL;
@@ -591,7 +594,7 @@ s_dispatch_to (engine_t *self, req_t *r, worker_t *w)
             r->has_body = false;
         }
     }
-    if (s_send (self, w->peer, &h, bodyp)) {
+    if (s_send (self, w->peer, h, bodyp)) {
         if (bodyp && !r->has_body) {
             zmq_msg_init (&r->body);
             zmq_msg_move (&r->body, bodyp);
