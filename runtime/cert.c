@@ -659,9 +659,16 @@ static zhashx_t *
 s_revocation_read (const char *path, sb_error_t *err)
 {
     size_t size = 0;
-    char *text = sb__file_read (path, REVOCATION_FILE_MAX, &size, NULL, err);
+    unsigned mode = 0;
+    char *text = sb__file_read (path, REVOCATION_FILE_MAX, &size, &mode, err);
     if (!text)
         return NULL;
+    if (mode & 002) {
+        sodium_free (text);
+        sb_error_set (err, SB_E_BAD_REQUEST,
+                      "%s: permissions %04o let anyone un-revoke a member; run chmod 644 %s", path, mode, path);
+        return NULL;
+    }
     zhashx_t *entries = zhashx_new ();
     if (!entries) {
         sodium_free (text);

@@ -404,6 +404,12 @@ sb_keys_load (const char *path, sb_error_t *err)
         return NULL;
     sb_keys_t *self = sb_keys_parse (text, size, path, err);
     sodium_free (text);
+    if (self && !self->has_secret && (mode & 002)) {
+        /*  A world-writable authority.pub would let anyone swap the trust anchor.  */
+        sb_error_set (err, SB_E_BAD_REQUEST,
+                      "%s: permissions %04o let anyone change this key; run chmod 644 %s", path, mode, path);
+        sb_keys_destroy (&self);
+    }
     if (self && self->has_secret && (mode & 077)) {
         sb_error_set (err, SB_E_BAD_REQUEST,
                       "%s: permissions %04o are too open for a secret key (group/others may use it); "

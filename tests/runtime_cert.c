@@ -5,6 +5,7 @@
 #include "tap.h"
 
 #include <sodium.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -172,6 +173,10 @@ main (void)
     f = fopen (list_path, "w");
     fprintf (f, "alice\n");
     fclose (f);
+    chmod (list_path, 0666);
+    tap_ok (sb_revocation_reload (revoked, &err) == -1 && strstr (err.text, "un-revoke"),
+            "world-writable list refused: %s", err.text);
+    chmod (list_path, 0644);
     tap_ok (sb_revocation_reload (revoked, &err) == 0 && sb_revocation_has (revoked, &s_out),
             "revoked by name");
 

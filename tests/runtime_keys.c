@@ -102,6 +102,9 @@ main (void)
     if (symlink (s_path ("alice.key"), s_path ("link.key")) != 0)
         tap_diag ("symlink failed");
     s_refused (s_path ("link.key"), "symbolic link", "symbolic link to a secret");
+    chmod (s_path ("alice.pub"), 0666);
+    s_refused (s_path ("alice.pub"), "let anyone change", "world-writable public key");
+    chmod (s_path ("alice.pub"), 0644);
     s_refused (s_path ("missing.key"), "cannot open", "missing file");
     mkdir (s_path ("dir.key"), 0700);
     s_refused (s_path ("dir.key"), "not a regular file", "directory");
