@@ -33,6 +33,7 @@
 */
 #include "bridge.h"
 #include "schema.h"
+#include "openapi.h"
 
 #include <errno.h>
 #include <stdio.h>
@@ -109,6 +110,26 @@ s_resume (sb_rest_req_t *req)
     sb_rest_req_unref (req);
 }
 
+/*  A failed health check: 503 whatever the bus said (that is what load
+    balancers and orchestrators look at), with status and error in the
+    body.  */
+static void
+s_health_failed (sb_rest_req_t *req)
+{
+    req->status = 503;
+    if (!req->out || req->out [0] != '{')
+        return;
+    const char *prefix = "{\"status\":\"unavailable\",";
+    size_t size = strlen (prefix) + req->out_size - 1;     /* the brace is shared */
+    char *out = malloc (size + 1);
+    if (!out)
+        return;
+    snprintf (out, size + 1, "%s%s", prefix, req->out + 1);
+    free (req->out);
+    req->out = out;
+    req->out_size = size;
+}
+
 static void
 s_on_reply (const msgpack_object *body, const sb_error_t *err, void *arg)
 {
@@ -144,10 +165,8 @@ s_on_reply (const msgpack_object *body, const sb_error_t *err, void *arg)
             req->out_size = strlen (json);
         }
     }
-    if (err && req->kind == SB_REST_HEALTH) {
-        /*  Health checkers want 503 whatever the bus said.  */
-        req->status = 503;
-    }
+    if (err && req->kind == SB_REST_HEALTH)
+        s_health_failed (req);
     s_resume (req);
 }
 
@@ -176,7 +195,7 @@ s_dispatch (sb_rest_bridge_t *self, sb_rest_req_t *req)
         sb_rest_req_fail (req, err.code != SB_OK ? err.code : SB_E_INTERNAL,
                           err.text [0] ? err.text : "the call could not be sent");
         if (req->kind == SB_REST_HEALTH)
-            req->status = 503;
+            s_health_failed (req);
         s_resume (req);
     }
 }
@@ -266,19 +285,56 @@ s_load_keys (sb_rest_bridge_t *self, const sb_config_t *config, sb_error_t *err)
     return 0;
 }
 
-/*  Schemas (if a directory is set) and the OpenAPI document.  */
+/*  Schemas (if a directory is set) and the OpenAPI document: engineer
+    C's generator, plus what only the bridge knows: where it listens, how
+    clients authenticate, and the aliases.  */
 static int
 s_load_openapi (sb_rest_bridge_t *self, const char *dir, sb_error_t *err)
 {
+    sb_error_t why = { SB_OK, "" };
     if (dir) {
-        sb_error_t why = { SB_OK, "" };
         self->schemas = sb_schema_set_load_dir (dir, &why);
         if (!self->schemas)
             return sb_error_set (err, why.code, "rest-bridge: schemas: %s", why.text);
     }
-    const char *empty = "{\"openapi\":\"3.1.0\",\"info\":{\"title\":\"Switchboard\",\"version\":\"0.1.0\"},\"paths\":{}}";
-    (void) dir;
-    self->openapi = strdup (empty);
+    json_t *doc = sb_openapi_build (self->schemas, "Switchboard REST bridge", NULL, &why);
+    if (!doc)
+        return sb_error_set (err, SB_E_INTERNAL, "rest-bridge: openapi: %s", why.text);
+    char url [160];
+    snprintf (url, sizeof url, "http://%s", self->listen);
+    json_object_set_new (doc, "servers", json_pack ("[{s:s}]", "url", url));
+    if (sb_rest_auth_size (self->auth) > 0) {
+        json_t *components = json_object_get (doc, "components");
+        if (!components) {
+            components = json_object ();
+            json_object_set_new (doc, "components", components);
+        }
+        json_object_set_new (components, "securitySchemes", json_pack (
+            "{s:{s:s,s:s},s:{s:s,s:s,s:s}}",
+            "bearer", "type", "http", "scheme", "bearer",
+            "apiKey", "type", "apiKey", "in", "header", "name", "X-API-Key"));
+        json_object_set_new (doc, "security", json_pack ("[{s:[]},{s:[]}]", "bearer", "apiKey"));
+    }
+    json_t *paths = json_object_get (doc, "paths");
+    for (size_t i = 0; paths && i < sb_rest_routes_size (self->routes); i++) {
+        char http_method [8], path [600], target [140];
+        sb_rest_routes_describe (self->routes, i, http_method, path, target);
+        for (char *c = http_method; *c; c++)
+            *c = (char) (*c - 'A' + 'a');
+        json_t *item = json_object_get (paths, path);
+        if (!item) {
+            item = json_object ();
+            json_object_set_new (paths, path, item);
+        }
+        char summary [200];
+        snprintf (summary, sizeof summary, "Alias of POST /v1/%s", target);
+        *strchr (summary + strlen ("Alias of POST /v1/"), '.') = '/';
+        json_object_set_new (item, http_method, json_pack (
+            "{s:s,s:s,s:{s:{s:s}}}", "summary", summary, "x-switchboard-target", target,
+            "responses", "200", "description", "the reply of the target method, as JSON"));
+    }
+    self->openapi = json_dumps (doc, JSON_COMPACT);
+    json_decref (doc);
     if (!self->openapi)
         return sb_error_set (err, SB_E_INTERNAL, "out of memory");
     self->openapi_size = strlen (self->openapi);

@@ -65,6 +65,7 @@ struct sb_rest_req {
     const char *label_method;
     sb_rest_match_t *alias;             /* alias parameters, or NULL */
     bool too_large;
+    bool gone_counted;                  /* client_gone already counted */
     char *in;                           /* request body as received */
     size_t in_size;
     size_t in_capacity;

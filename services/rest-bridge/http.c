@@ -625,8 +625,10 @@ s_validate (sb_rest_req_t *req, sb_error_t *err)
                                                            req->service, req->method);
     if (!schema)
         return 0;
-    if (!req->timeout_given && sb_method_schema_timeout_ms (schema) > 0)
-        req->timeout_ms = sb_method_schema_timeout_ms (schema);
+    int schema_timeout = sb_method_schema_timeout_ms (schema);
+    if (!req->timeout_given && schema_timeout > 0)
+        req->timeout_ms = schema_timeout < req->bridge->timeout_max_ms
+                        ? schema_timeout : req->bridge->timeout_max_ms;
     msgpack_unpacked unpacked;
     msgpack_unpacked_init (&unpacked);
     int rc = 0;
@@ -679,6 +681,26 @@ s_body_done (sb_rest_req_t *req)
 /*  --------------------------------------------------------------------
     libmicrohttpd callbacks.  */
 
+/*  A suspended connection is not watched, so a client that left while
+    its call was on the bus is only noticed here, when the answer is
+    ready: the socket reads end-of-file (or an error).  Its answer is
+    dropped and the request counted with nginx's status for it, 499.
+    (A client that half-closes its side after the request is taken for
+    gone too, as nginx does.)  */
+#define S_STATUS_CLIENT_GONE 499
+
+static bool
+s_client_gone (sb_rest_req_t *req)
+{
+    const union MHD_ConnectionInfo *info = MHD_get_connection_info (req->connection,
+                                                                    MHD_CONNECTION_INFO_CONNECTION_FD);
+    if (!info)
+        return false;
+    char byte;
+    ssize_t got = recv (info->connect_fd, &byte, 1, MSG_PEEK | MSG_DONTWAIT);
+    return got == 0 || (got < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR);
+}
+
 static enum MHD_Result
 s_access (void *cls, struct MHD_Connection *connection, const char *url,
           const char *method, const char *version, const char *upload_data,
@@ -702,6 +724,16 @@ s_access (void *cls, struct MHD_Connection *connection, const char *url,
             }
             return s_body_done (req);
         case SB_REST_ANSWERED: {
+            if (s_client_gone (req)) {
+                sb_rest_metrics_error (bridge->metrics, SB_REST_ERR_CLIENT_GONE);
+                req->state = SB_REST_SENT;
+                req->gone_counted = true;
+                sb_rest_metrics_record (bridge->metrics,
+                                        req->kind == SB_REST_CALL ? req->service : req->label_service,
+                                        req->kind == SB_REST_CALL ? req->method : req->label_method,
+                                        S_STATUS_CLIENT_GONE, sb_rest_now_us () - req->start_us);
+                return MHD_NO;
+            }
             char *out = req->out;
             req->out = NULL;
             return s_send_owned (req, req->status, out, req->out_size, "application/json", NULL, NULL);
@@ -721,7 +753,8 @@ s_completed (void *cls, struct MHD_Connection *connection, void **con_cls,
     if (!req)
         return;
     *con_cls = NULL;
-    if (toe != MHD_REQUEST_TERMINATED_COMPLETED_OK && toe != MHD_REQUEST_TERMINATED_DAEMON_SHUTDOWN)
+    if (toe != MHD_REQUEST_TERMINATED_COMPLETED_OK && toe != MHD_REQUEST_TERMINATED_DAEMON_SHUTDOWN
+    &&  !req->gone_counted)
         sb_rest_metrics_error (bridge->metrics, SB_REST_ERR_CLIENT_GONE);
     sb_rest_metrics_in_flight (bridge->metrics, -1);
     sb_rest_req_unref (req);

@@ -208,3 +208,16 @@ sb_rest_routes_match (const sb_rest_routes_t *self, const char *http_method,
     }
     return result;
 }
+
+void
+sb_rest_routes_describe (const sb_rest_routes_t *self, size_t index,
+                         char *http_method, char *path, char *target)
+{
+    const s_route_t *route = &self->routes [index];
+    snprintf (http_method, 8, "%s", route->http_method);
+    size_t used = 0;
+    path [0] = 0;
+    for (size_t i = 0; i < route->segments_size && used < 600; i++)
+        used += (size_t) snprintf (path + used, 600 - used, "/%s", route->segments [i]);
+    snprintf (target, 140, "%s.%s", route->service, route->method);
+}

@@ -46,6 +46,12 @@ size_t sb_rest_routes_size (const sb_rest_routes_t *self);
 int sb_rest_routes_match (const sb_rest_routes_t *self, const char *http_method,
                           const char *path, sb_rest_match_t *match, char *allow);
 
+/*  Describes alias `index` (< size) for documentation: its HTTP method
+    (8 bytes), its path as configured (600 bytes) and "service.method"
+    (140 bytes).  */
+void sb_rest_routes_describe (const sb_rest_routes_t *self, size_t index,
+                              char *http_method, char *path, char *target);
+
 /*  Does this HTTP method carry a JSON body for an alias?  */
 bool sb_rest_method_has_body (const char *http_method);
 
