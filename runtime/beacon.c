@@ -430,6 +430,9 @@ s_open (sb_beacon_t *self, const char *mode, int port, sb_error_t *err)
 sb_beacon_t *
 sb_beacon_new (const sb_beacon_config_t *config, sb_error_t *err)
 {
+    static const sb_beacon_config_t defaults;
+    if (!config)
+        config = &defaults;
     if (sodium_init () < 0) {
         sb_error_set (err, SB_E_INTERNAL, "beacon: libsodium failed to initialise");
         return NULL;

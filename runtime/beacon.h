@@ -173,8 +173,9 @@ typedef struct {
 
 typedef struct sb_beacon sb_beacon_t;
 
-/*  Opens the sockets.  NULL with err filled on a bad config or when the
-    interface/port cannot be used.  */
+/*  Opens the sockets (config NULL: all defaults, listen only on "lo").
+    NULL with err filled on a bad config or when the interface or port
+    cannot be used.  Copies what it keeps from config.  */
 sb_beacon_t *sb_beacon_new (const sb_beacon_config_t *config, sb_error_t *err);
 /*  Closes the sockets (sending nothing: call sb_beacon_leave first) and
     wipes keys.  NULLs *self_p; safe on NULL.  */
