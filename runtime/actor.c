@@ -35,7 +35,7 @@
 #include <unistd.h>
 
 #define S_WATCH_MAX 64
-#define S_METHODS_MAX 1024
+#define S_METHODS_MAX 64                /* the broker takes at most 64 (protocol.md 5.2) */
 
 struct sb_request {
     sb_actor_t *actor;
