@@ -63,7 +63,8 @@ LLVMFuzzerTestOneInput (const uint8_t *data, size_t size)
                 abort ();
         if (!(packet.flags & SB_BEACON_F_SIGNED)) {
             uint8_t buffer [SB_BEACON_PACKET_MAX];
-            if (sb_beacon_encode (&packet, NULL, buffer) != size || memcmp (buffer, data, size) != 0)
+            if (sb_beacon_encode (&packet, NULL, buffer) != size
+            ||  memcmp (buffer, data, size) != 0)
                 abort ();
         }
     }

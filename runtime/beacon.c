@@ -220,6 +220,7 @@ typedef struct {
     uint64_t sequence;
     int64_t heard_ms;
     uint32_t interval_ms;
+    bool claiming;      /* its last beacon claimed another live id's endpoint */
     uint8_t public_key [SB_BEACON_KEY_SIZE];
     char endpoint [SB_BEACON_ENDPOINT_MAX + 1];
 } s_peer_t;
@@ -597,7 +598,8 @@ static s_peer_t *
 s_find (sb_beacon_t *self, const uint8_t *id)
 {
     for (size_t i = 0; i < self->peers_max; i++)
-        if (self->peers [i].state != S_FREE && memcmp (self->peers [i].id, id, SB_BEACON_ID_SIZE) == 0)
+        if (self->peers [i].state != S_FREE
+        &&  memcmp (self->peers [i].id, id, SB_BEACON_ID_SIZE) == 0)
             return &self->peers [i];
     return NULL;
 }
@@ -720,6 +722,7 @@ sb_beacon_handle (sb_beacon_t *self, const void *data, size_t size, const char *
     peer->heard_ms = now_ms;
     peer->interval_ms = packet.interval_ms;
     if (packet.flags & SB_BEACON_F_LEAVING) {
+        peer->claiming = false;
         if (peer->state == S_ALIVE) {
             s_describe (event, SB_BEACON_GONE, peer);
             event->leaving = true;
@@ -731,7 +734,8 @@ sb_beacon_handle (sb_beacon_t *self, const void *data, size_t size, const char *
     if (holder) {
         /*  Another live id has this endpoint: the first claimant keeps it;
             this one is reported once and tracked until it falls silent.  */
-        if (peer->state != S_CONFLICT || strcmp (peer->endpoint, packet.endpoint) != 0) {
+        if (!peer->claiming) {
+            peer->claiming = true;
             self->counters.conflicts++;
             event->type = SB_BEACON_CONFLICT;
             memcpy (event->other_id, holder->id, SB_BEACON_ID_SIZE);
@@ -743,6 +747,7 @@ sb_beacon_handle (sb_beacon_t *self, const void *data, size_t size, const char *
         }
         return;
     }
+    peer->claiming = false;
     if (peer->state == S_ALIVE) {
         if (strcmp (peer->endpoint, packet.endpoint) != 0
         ||  memcmp (peer->public_key, packet.public_key, SB_BEACON_KEY_SIZE) != 0) {
@@ -806,6 +811,7 @@ sb_beacon_expire (sb_beacon_t *self, int64_t now_ms, sb_beacon_event_t *events, 
         s_peer_t *peer = &self->peers [i];
         if ((peer->state != S_ALIVE && peer->state != S_CONFLICT) || now_ms < s_deadline (peer))
             continue;
+        peer->claiming = false;
         if (peer->state == S_CONFLICT) {
             peer->state = S_GONE;
             continue;

@@ -73,7 +73,8 @@ s_pump (node_t **nodes, size_t count, int ms, done_fn *done, void *arg)
         struct pollfd items [8];
         for (size_t i = 0; i < count; i++) {
             sb_beacon_tick (nodes [i]->beacon, now);
-            items [i] = (struct pollfd) { .fd = sb_beacon_fd (nodes [i]->beacon), .events = POLLIN };
+            items [i] = (struct pollfd) { .fd = sb_beacon_fd (nodes [i]->beacon),
+                                          .events = POLLIN };
         }
         poll (items, count, 10);
         now = s_now ();
@@ -258,7 +259,8 @@ s_test_codec (void)
     memset (in.endpoint, 'x', SB_BEACON_ENDPOINT_MAX);
     in.endpoint [SB_BEACON_ENDPOINT_MAX] = 0;
     size = sb_beacon_encode (&in, sk, buffer);
-    tap_is_int (size, SB_BEACON_PACKET_MAX, "largest signed beacon is %d bytes", SB_BEACON_PACKET_MAX);
+    tap_is_int (size, SB_BEACON_PACKET_MAX, "largest signed beacon is %d bytes",
+                SB_BEACON_PACKET_MAX);
     tap_is_int (sb_beacon_parse (buffer, size, &out), SB_BEACON_OK, "signed beacon parses");
     tap_ok ((out.flags & SB_BEACON_F_SIGNED) && memcmp (out.signing_key, pk, 32) == 0
             && out.cert_size == SB_BEACON_CERT_MAX && memcmp (out.cert, cert, out.cert_size) == 0
@@ -283,7 +285,8 @@ s_test_codec (void)
     size = sb_beacon_encode (&in, NULL, buffer);
     memcpy (copy, buffer, size);
     copy [SB_BEACON_FIXED_SIZE + 3] = '\n';
-    tap_is_int (sb_beacon_parse (copy, size, &out), SB_BEACON_BAD_FIELD, "control char in endpoint");
+    tap_is_int (sb_beacon_parse (copy, size, &out), SB_BEACON_BAD_FIELD,
+                "control char in endpoint");
     memcpy (copy, buffer, size);
     copy [90] = 0;
     tap_is_int (sb_beacon_parse (copy, SB_BEACON_FIXED_SIZE, &out), SB_BEACON_BAD_FIELD,
@@ -323,7 +326,8 @@ static void
 s_test_discovery (void)
 {
     int port = s_free_port ();
-    node_t a = { .name = "a" }, b = { .name = "b" }, listener = { .name = "listener" }, c = { .name = "c" };
+    node_t a = { .name = "a" }, b = { .name = "b" }, c = { .name = "c" };
+    node_t listener = { .name = "listener" };
     a.beacon = s_beacon (port, s_cluster, "tcp://127.0.0.1:7601", 100);
     b.beacon = s_beacon (port, s_cluster, "tcp://127.0.0.1:7602", 100);
     listener.beacon = s_beacon (port, s_cluster, NULL, 100);
@@ -376,7 +380,8 @@ s_test_discovery (void)
     int64_t silent_since = s_now ();
     node_t *without_c [] = { &a, &listener };
     w = (want_t) { &listener, SB_BEACON_GONE, id_c_copy, 1, &a, id_c_copy };
-    tap_ok (s_pump (without_c, 2, WAIT_MS, s_want, &w), "silent c reported gone by a and the listener");
+    tap_ok (s_pump (without_c, 2, WAIT_MS, s_want, &w),
+            "silent c reported gone by a and the listener");
     int64_t took = s_now () - silent_since;
     event = s_last (&listener, SB_BEACON_GONE, id_c_copy);
     tap_ok (event && !event->leaving && took >= 200 && took < WAIT_MS,
@@ -404,7 +409,8 @@ s_test_signed (void)
     int port = s_free_port ();
     int calls = 0;
     uint8_t good_pk [32], good_sk [64], good_cert [64];
-    uint8_t bad_pk [32], bad_sk [64], bad_cert [64], other_authority_pk [32], other_authority_sk [64];
+    uint8_t bad_pk [32], bad_sk [64], bad_cert [64];
+    uint8_t other_authority_pk [32], other_authority_sk [64];
     crypto_sign_keypair (good_pk, good_sk);
     crypto_sign_keypair (bad_pk, bad_sk);
     crypto_sign_keypair (other_authority_pk, other_authority_sk);
@@ -420,7 +426,8 @@ s_test_signed (void)
         .signing_secret_key = good_sk, .cert = good_cert, .cert_size = 64,
         .verify_cert = s_verify_cert, .verify_arg = &calls
     };
-    node_t good = { .name = "good" }, bad = { .name = "bad" }, plain = { .name = "plain" }, listener = { .name = "listener" };
+    node_t good = { .name = "good" }, bad = { .name = "bad" }, plain = { .name = "plain" };
+    node_t listener = { .name = "listener" };
     good.beacon = sb_beacon_new (&config, &err);
     config.endpoint = "tcp://127.0.0.1:7612";
     config.signing_secret_key = bad_sk;
@@ -530,7 +537,8 @@ s_test_bad_input (void)
     for (size_t i = before; i < listener.logged; i++)
         if (listener.log [i].type != SB_BEACON_IGNORED)
             only_ignored = 0;
-    tap_ok (only_ignored && listener.logged - before == 8, "each gave one IGNORED event, nothing else");
+    tap_ok (only_ignored && listener.logged - before == 8,
+            "each gave one IGNORED event, nothing else");
 
     /*  Two ids, one endpoint; one id, a new endpoint.  */
     s_packet (&packet, s_cluster, 0x31, 1, "tcp://127.0.0.1:7631");
@@ -581,6 +589,22 @@ s_test_bad_input (void)
     }
     tap_ok (ev.type == SB_BEACON_IGNORED && ev.reason == SB_BEACON_FULL
             && sb_beacon_size (small) == 2, "peers_max 2: the third broker is refused");
+    /*  A live broker (0x42, port 7642) switching to the endpoint of
+        another live one (0x41, port 7641): one report, it keeps its own.  */
+    int conflicts = 0;
+    for (uint64_t seq = 2; seq <= 4; seq++) {
+        s_packet (&packet, s_cluster, 0x42, seq, "tcp://127.0.0.1:7641");
+        size = sb_beacon_encode (&packet, NULL, buffer);
+        sb_beacon_handle (small, buffer, size, NULL, s_now (), &ev);
+        conflicts += ev.type == SB_BEACON_CONFLICT;
+    }
+    sb_beacon_counters (small, &counters);
+    tap_ok (conflicts == 1 && counters.conflicts == 1 && sb_beacon_size (small) == 2,
+            "a live broker claiming a taken endpoint is reported once, not per beacon");
+    s_packet (&packet, s_cluster, 0x42, 5, "tcp://127.0.0.1:7642");
+    size = sb_beacon_encode (&packet, NULL, buffer);
+    sb_beacon_handle (small, buffer, size, NULL, s_now (), &ev);
+    tap_is_int (ev.type, SB_BEACON_NONE, "back on its own endpoint: nothing changed");
     sb_beacon_destroy (&small);
 }
 
