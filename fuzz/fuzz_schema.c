@@ -6,8 +6,12 @@
     when it converts, as JSON text.  A refusal must carry the right code
     and a text that starts with the path ("$" or "reply $"); validation
     must give the same answer twice (it keeps no state).
+
+    The input is also loaded as a schema file: a file that loads must give
+    an OpenAPI document, and a few fixed bodies are validated against
+    every method it describes.
 */
-#include "schema.h"
+#include "openapi.h"
 #include "wire.h"
 
 #include <stdlib.h>
@@ -81,6 +85,51 @@ s_validate_bytes (const char *data, size_t size)
     msgpack_unpacked_destroy (&result);
 }
 
+/*  The input as a schema file.  */
+static void
+s_load (const uint8_t *data, size_t size)
+{
+    static const char *bodies [] = {
+        "null", "{\"s\":\"abc\",\"n\":[1,2.5,{\"$base64\":\"AAE=\"}]}", "[\"x\",-7,true]",
+        "{\"a\":{\"b\":{\"c\":\"\"}}}", "\"\u00e9t\u00e9\"", "18446744073",
+    };
+    sb_error_t err = { SB_OK, "" };
+    sb_schema_set_t *set = sb_schema_set_new ();
+    if (!set)
+        abort ();
+    if (sb_schema_set_load_buffer (set, "input.json", (const char *) data, size, &err) == 0) {
+        json_t *doc = sb_openapi_build (set, NULL, NULL, &err);
+        if (!doc)
+            abort ();
+        json_decref (doc);
+        for (size_t i = 0; i < sb_schema_set_size (set); i++) {
+            const sb_method_schema_t *method = sb_schema_set_method (set, i);
+            if (sb_schema_set_find (set, sb_method_schema_service (method),
+                                    sb_method_schema_name (method)) != method)
+                abort ();
+            for (size_t b = 0; b < sizeof bodies / sizeof bodies [0]; b++) {
+                msgpack_sbuffer sbuf;
+                msgpack_sbuffer_init (&sbuf);
+                if (sb_json_to_msgpack (bodies [b], strlen (bodies [b]), &sbuf, &err) != 0)
+                    abort ();
+                msgpack_unpacked result;
+                msgpack_unpacked_init (&result);
+                size_t offset = 0;
+                msgpack_unpack_next (&result, sbuf.data, sbuf.size, &offset);
+                if (sb_method_schema_validate_request (method, &result.data, &err)
+                &&  (err.code != SB_E_BAD_REQUEST || err.text [0] != '$'))
+                    abort ();
+                msgpack_unpacked_destroy (&result);
+                msgpack_sbuffer_destroy (&sbuf);
+            }
+        }
+    }
+    else
+    if (err.code == SB_OK || strncmp (err.text, "input.json: ", 12) != 0)
+        abort ();
+    sb_schema_set_destroy (&set);
+}
+
 int
 LLVMFuzzerTestOneInput (const uint8_t *data, size_t size)
 {
@@ -93,5 +142,6 @@ LLVMFuzzerTestOneInput (const uint8_t *data, size_t size)
     if (sb_json_to_msgpack ((const char *) data, size, &sbuf, &err) == 0)
         s_validate_bytes (sbuf.data, sbuf.size);
     msgpack_sbuffer_destroy (&sbuf);
+    s_load (data, size);
     return 0;
 }

@@ -252,11 +252,65 @@ s_load_required (loader_t *loader, node_t *node, json_t *value)
     return 0;
 }
 
+/*  glibc's regcomp expands bounded repetitions into copies, so nested
+    ones multiply: "((a{100}){100}){100}" costs a million states.  This
+    bounds the product of all repetition counts of a pattern (and its
+    length) before regcomp sees it.  Bracket expressions and escapes are
+    skipped; a malformed brace is left for regcomp to refuse.  */
+#define PATTERN_SIZE_MAX 1024
+#define PATTERN_REPEAT_MAX 10000
+
+static bool
+s_pattern_affordable (const char *pattern)
+{
+    if (strlen (pattern) > PATTERN_SIZE_MAX)
+        return false;
+    unsigned long cost = 1;
+    for (const char *p = pattern; *p; p++) {
+        if (*p == '\\' && p [1])
+            p++;
+        else
+        if (*p == '[') {
+            p++;
+            if (*p == '^')
+                p++;
+            if (*p == ']')
+                p++;
+            while (*p && *p != ']')
+                p++;
+            if (!*p)
+                return true;
+        }
+        else
+        if (*p == '{') {
+            unsigned long bound = 0;
+            for (p++; *p && *p != '}'; p++)
+                if (*p >= '0' && *p <= '9') {
+                    unsigned long n = strtoul (p, NULL, 10);
+                    if (n > PATTERN_REPEAT_MAX)
+                        return false;
+                    bound = n > bound ? n : bound;
+                    while (p [1] >= '0' && p [1] <= '9')
+                        p++;
+                }
+            if (!*p)
+                return true;
+            cost *= bound ? bound : 1;
+            if (cost > PATTERN_REPEAT_MAX)
+                return false;
+        }
+    }
+    return true;
+}
+
 static int
 s_load_pattern (loader_t *loader, node_t *node, json_t *value)
 {
     if (!json_is_string (value) || strlen (json_string_value (value)) != json_string_length (value))
         return s_load_error (loader, "expected a regular expression (POSIX ERE) string");
+    if (!s_pattern_affordable (json_string_value (value)))
+        return s_load_error (loader, "pattern too costly (longer than 1024 characters, or "
+                                     "repetition counts multiplying past 10000)");
     int rc = regcomp (&node->pattern, json_string_value (value), REG_EXTENDED | REG_NOSUB);
     if (rc) {
         char why [128], text [200];

@@ -318,6 +318,16 @@ main (void)
     s_bad (REQUEST ("{\"minItems\":\"2\"}"), "$.methods.m.request.minItems: expected a non-negative");
     s_bad (REQUEST ("{\"maxItems\":-2}"), "$.methods.m.request.maxItems: expected a non-negative");
     s_bad (REQUEST ("{\"pattern\":\"a(\"}"), "$.methods.m.request.pattern: invalid regular expression");
+    s_bad (REQUEST ("{\"pattern\":\"((a{100}){100}){100}\"}"), "$.methods.m.request.pattern: pattern too costly");
+    s_bad (REQUEST ("{\"pattern\":\"a{1,20000}\"}"), "$.methods.m.request.pattern: pattern too costly");
+    {
+        const char *ok = REQUEST ("{\"pattern\":\"^[{]?[a-z]{1,8}(-[0-9]{1,4})?\\\\{$\"}");
+        sb_schema_set_t *one = sb_schema_set_new ();
+        if (!tap_ok (sb_schema_set_load_buffer (one, "ok.json", ok, strlen (ok), &err) == 0,
+                     "affordable bounded repetitions load"))
+            tap_diag ("  %s", err.text);
+        sb_schema_set_destroy (&one);
+    }
     s_bad (REQUEST ("{\"pattern\":7}"), "$.methods.m.request.pattern: expected a regular expression");
     s_bad (REQUEST ("{\"minLength\":3,\"maxLength\":2}"), "minLength is greater than maxLength");
     s_bad (REQUEST ("{\"minItems\":3,\"maxItems\":2}"), "minItems is greater than maxItems");
