@@ -5,6 +5,8 @@
     other.  Waits poll for the expected condition with generous deadlines.
 */
 #include "beacon.h"
+#include "cert.h"
+#include "keys.h"
 #include "tap.h"
 
 #include <arpa/inet.h>
@@ -484,6 +486,75 @@ s_test_signed (void)
         sb_beacon_destroy (&all [i]->beacon);
 }
 
+/*  Signed mode with real member certificates (runtime/cert.c) and its
+    beacon callback, through sb_beacon_handle: no sockets needed.  */
+static sb_beacon_event_type_t
+s_handle_signed (sb_beacon_t *listener, uint8_t id_byte, const char *endpoint,
+                 const uint8_t *cert, size_t cert_size, const uint8_t *sign_sk,
+                 sb_beacon_event_t *event)
+{
+    sb_beacon_packet_t packet;
+    uint8_t buffer [SB_BEACON_PACKET_MAX];
+    s_packet (&packet, s_cluster, id_byte, 1, endpoint);
+    packet.cert = cert;
+    packet.cert_size = cert_size;
+    size_t size = sb_beacon_encode (&packet, sign_sk, buffer);
+    sb_beacon_handle (listener, buffer, size, NULL, s_now (), event);
+    return event->type;
+}
+
+static size_t
+s_issue (const sb_keys_t *member, const sb_keys_t *authority, uint8_t *out, size_t out_max)
+{
+    sb_cert_t *cert = calloc (1, sizeof *cert);
+    sb_error_t err;
+    size_t size = 0;
+    if (cert && sb_cert_init (cert, member, (uint64_t) time (NULL) - 60, 3600, &err) == 0
+    &&  sb_cert_sign (cert, authority, &err) == 0)
+        size = sb_cert_encode (cert, out, out_max);
+    free (cert);
+    return size;
+}
+
+static void
+s_test_real_certs (void)
+{
+    sb_error_t err;
+    sb_keys_t *authority = sb_keys_new_authority ("authority", &err);
+    sb_keys_t *stranger_authority = sb_keys_new_authority ("stranger", &err);
+    sb_keys_t *broker = sb_keys_new_member ("broker1", &err);
+    sb_keys_t *other = sb_keys_new_member ("broker2", &err);
+    uint8_t cert [SB_CERT_MAX + 80], foreign_cert [SB_CERT_MAX + 80];
+    size_t cert_size = s_issue (broker, authority, cert, sizeof cert);
+    size_t foreign_size = s_issue (other, stranger_authority, foreign_cert, sizeof foreign_cert);
+    if (!tap_ok (cert_size > 0 && cert_size <= SB_BEACON_CERT_MAX && foreign_size > 0,
+                 "a member certificate fits in a beacon (%zu bytes)", cert_size))
+        exit (1);
+    sb_cert_verifier_t verifier;
+    memset (&verifier, 0, sizeof verifier);
+    memcpy (verifier.authority_pk, sb_keys_sign_public (authority), SB_KEY_SIZE);
+    sb_beacon_config_t config = { .cluster = s_cluster, .mode = "off",
+                                  .verify_cert = sb_cert_verify_beacon, .verify_arg = &verifier };
+    sb_beacon_t *listener = sb_beacon_new (&config, &err);
+    sb_beacon_event_t event;
+    tap_is_int (s_handle_signed (listener, 0x51, "tcp://127.0.0.1:7651", cert, cert_size,
+                                 sb_keys_sign_secret (broker), &event),
+                SB_BEACON_APPEARED, "sb_cert_verify_beacon: the member's signed beacon appears");
+    s_handle_signed (listener, 0x52, "tcp://127.0.0.1:7652", cert, cert_size,
+                     sb_keys_sign_secret (other), &event);
+    tap_ok (event.type == SB_BEACON_IGNORED && event.reason == SB_BEACON_BAD_CERT,
+            "another key signing with that member's certificate: bad_cert");
+    s_handle_signed (listener, 0x53, "tcp://127.0.0.1:7653", foreign_cert, foreign_size,
+                     sb_keys_sign_secret (other), &event);
+    tap_ok (event.type == SB_BEACON_IGNORED && event.reason == SB_BEACON_BAD_CERT,
+            "a certificate from another authority: bad_cert");
+    sb_beacon_destroy (&listener);
+    sb_keys_destroy (&authority);
+    sb_keys_destroy (&stranger_authority);
+    sb_keys_destroy (&broker);
+    sb_keys_destroy (&other);
+}
+
 static void
 s_test_bad_input (void)
 {
@@ -623,6 +694,7 @@ main (void)
     s_test_config ();
     s_test_discovery ();
     s_test_signed ();
+    s_test_real_certs ();
     s_test_bad_input ();
     close (s_raw_fd);
     return tap_done ();
