@@ -112,7 +112,8 @@ s_as_msgpack (const uint8_t *data, size_t size)
     msgpack_unpacked result;
     msgpack_unpacked_init (&result);
     size_t offset = 0;
-    if (msgpack_unpack_next (&result, (const char *) data, size, &offset) != MSGPACK_UNPACK_SUCCESS) {
+    if (msgpack_unpack_next (&result, (const char *) data, size, &offset)
+            != MSGPACK_UNPACK_SUCCESS) {
         msgpack_unpacked_destroy (&result);
         return;
     }

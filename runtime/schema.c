@@ -361,7 +361,8 @@ s_node_load (loader_t *loader, json_t *schema, int depth)
             if (json_is_boolean (value))
                 node->closed = !json_is_true (value);
             else
-                rc = s_load_error (loader, "expected true or false (schemas are not supported here)");
+                rc = s_load_error (loader,
+                                   "expected true or false (schemas are not supported here)");
         }
         else
         if (s_is (key, "items")) {
@@ -945,7 +946,8 @@ s_file_load (loader_t *loader, json_t *root, sb_method_schema_t ***methods_p, si
     size_t mark = loader->path.size;
     json_object_keylen_foreach (methods, key, key_size, value) {
         sb__path_key (&loader->path, key, key_size);
-        sb_method_schema_t *method = s_method_load (loader, json_string_value (service), key, value);
+        sb_method_schema_t *method =
+            s_method_load (loader, json_string_value (service), key, value);
         if (!method)
             return -1;
         method->version = version;

@@ -80,8 +80,9 @@ const json_t *sb_method_schema_reply_json (const sb_method_schema_t *self);
 
 /*  Validates a decoded request body.  0 if it conforms; -1 with err code
     SB_E_BAD_REQUEST and text "<path>: <why>" for the first violation.
-    Allocates nothing; cost linear in the parts of the body the schema
-    constrains.  */
+    Cost linear in the parts of the body the schema constrains; allocates
+    nothing, except a terminated copy of strings of 256 bytes or more that
+    a pattern is matched against.  */
 int sb_method_schema_validate_request (const sb_method_schema_t *self,
                                        const msgpack_object *body, sb_error_t *err)
     SB_WARN_UNUSED;
