@@ -1448,6 +1448,12 @@ s_recv_one (engine_t *self)
         id_size = 255;
     s_peer_key (key, zmq_msg_data (&id), id_size);
     peer_t *p = zhashx_lookup (self->peers, key);
+    if (p && p->doomed) {
+        /*  It said BYE (or was declared dead) earlier in this batch and
+            speaks again: forget it now, so this message starts afresh.  */
+        s_peer_destroy (self, p);
+        p = NULL;
+    }
     if (p)
         p->last_heard = self->now;
 

@@ -54,7 +54,8 @@ main (void)
     s_subscribe (g1, SB_CMD_SUBSCRIBE, "orders", "billing");
     s_subscribe (g2, SB_CMD_SUBSCRIBE, "orders", "billing");
     s_subscribe (g3, SB_CMD_SUBSCRIBE, "orders.new", "billing");
-    bp_silent (admin, 100);     /* let the subscriptions land */
+    for (int i = 0; i < 5; i++)
+        bp_sync (peers [i]);    /* the subscriptions have landed */
 
     const char body [] = "\x81\xa2id\x2a";
     s_publish (publisher, "orders.new.eu", body, sizeof body - 1);
@@ -98,6 +99,7 @@ main (void)
     /*  Unsubscribe, then nobody listens: the event is dropped and counted. */
     s_subscribe (all, SB_CMD_UNSUBSCRIBE, "orders", NULL);
     s_subscribe (all, SB_CMD_UNSUBSCRIBE, "orders.new", NULL);
+    bp_sync (all);
     s_publish (publisher, "orders.old", "\xc0", 1);
     tap_is_int (s_count (all, 300, &m), 0, "unsubscribed peer gets nothing");
     s_count (g1, 100, &m);
@@ -110,7 +112,7 @@ main (void)
     /*  A subscriber that leaves no longer counts.  */
     bp_keep (g1, false);
     bp_simple (g1, SB_CMD_BYE);
-    bp_silent (admin, 100);
+    bp_sync (g1);               /* handled after the BYE, as a new peer */
     for (int i = 0; i < 4; i++)
         s_publish (publisher, "orders.new.y", "\xc0", 1);
     n2 = s_count (g2, 300, &m);

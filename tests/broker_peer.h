@@ -281,6 +281,19 @@ bp_sys (zsock_t *sock, const char *method, msgpack_unpacked *unpacked)
     return -1;
 }
 
+/*  Returns once the broker has handled everything sock sent before (a
+    connection's messages are handled in order).  Other messages arriving
+    meanwhile on sock are lost.  */
+static inline int
+bp_sync (zsock_t *sock)
+{
+    msgpack_unpacked u;
+    if (bp_sys (sock, "ping", &u))
+        return -1;
+    msgpack_unpacked_destroy (&u);
+    return 0;
+}
+
 /*  A counter from sys.stats: top-level key, or key/sub for a nested map
     (e.g. "bad_frames", "malformed").  Returns -1 if absent.  */
 static inline int64_t

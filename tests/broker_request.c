@@ -40,6 +40,7 @@ main (void)
     bp_hello (worker1, "worker-1", &m);
     bp_keep (worker1, true);
     bp_ready (worker1, "echo", 1, "echo:1,slow:0");
+    bp_sync (worker1);
     bp_request (client, 2, "echo", "nosuch", 0, 0, "\xc0", 1);
     tap_ok (bp_recv (client, &m, BP_WAIT) == 0 && m.h.command == SB_CMD_ERROR
             && m.h.code == SB_E_BAD_REQUEST && m.h.request_id == 2,
@@ -87,6 +88,9 @@ main (void)
     bp_keep (worker3, true);
     bp_ready (worker2, "echo", 4, "echo:1,slow:0");
     bp_ready (worker3, "echo", 4, "echo:1,slow:0");
+    bp_sync (worker1);
+    bp_sync (worker2);
+    bp_sync (worker3);
     bp_stat_wait (admin, "workers", NULL, 3);
     for (int i = 0; i < 6; i++)
         bp_request (client, 100 + i, "echo", "echo", 0, 0, "\xc0", 1);
