@@ -46,7 +46,7 @@ struct sb_request {
     int64_t deadline;               /* 0: none */
     bool has_trace;
     uint8_t trace [16];
-    char trace_hex [33];
+    char trace_hex [33];            /* formatted on first sb_request_trace_id */
     bool in_handler;
     bool deferred;
     bool closed;                    /* answered */
@@ -289,7 +289,19 @@ sb_request_remaining_ms (const sb_request_t *req)
 const char *
 sb_request_trace_id (const sb_request_t *req)
 {
-    return req->trace_hex;
+    /*  Formatted here rather than per request: few handlers ask.  The
+        request is never a const object, the const only promises callers
+        that nothing they can see changes.  */
+    static const char digits [] = "0123456789abcdef";
+    sb_request_t *self = (sb_request_t *) req;
+    if (self->has_trace && !self->trace_hex [0]) {
+        for (int i = 0; i < 16; i++) {
+            self->trace_hex [2 * i] = digits [self->trace [i] >> 4];
+            self->trace_hex [2 * i + 1] = digits [self->trace [i] & 15];
+        }
+        self->trace_hex [32] = 0;
+    }
+    return self->trace_hex;
 }
 
 sb_actor_t *
@@ -362,8 +374,6 @@ s_on_request (sb_link_t *link, const sb_header_t *h, zmq_msg_t *body, void *arg)
     if (h->present & SB_H_TRACE) {
         req->has_trace = true;
         memcpy (req->trace, h->trace, 16);
-        for (int i = 0; i < 16; i++)
-            snprintf (req->trace_hex + 2 * i, 3, "%02x", h->trace [i]);
     }
     msgpack_sbuffer_init (&req->buffer);
     msgpack_packer_init (&req->packer, &req->buffer, msgpack_sbuffer_write);
