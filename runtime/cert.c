@@ -946,3 +946,24 @@ sb_cert_store_size (const sb_cert_store_t *self)
 {
     return self ? zhashx_size (self->certs) : 0;
 }
+
+const sb_cert_t *
+sb_cert_store_lookup_name (sb_cert_store_t *self, const char *name, uint64_t now,
+                           sb_cert_status_t *status, sb_error_t *err)
+{
+    const sb_cert_t *best = NULL;
+    const sb_cert_t *cert = (const sb_cert_t *) zhashx_first (self->certs);
+    for (; cert; cert = (const sb_cert_t *) zhashx_next (self->certs)) {
+        if (!name || strcmp (cert->name, name) != 0 || now >= cert->expires_at
+        ||  sb_revocation_has (self->verifier.revoked, cert))
+            continue;
+        if (!best || cert->issued_at > best->issued_at)
+            best = cert;
+    }
+    if (!best)
+        sb_error_set (err, SB_E_UNAUTHORIZED, "no valid certificate known for member '%.64s'",
+                      name ? name : "");
+    if (status)
+        *status = best ? SB_CERT_OK : SB_CERT_UNKNOWN;
+    return best;
+}

@@ -215,4 +215,11 @@ const sb_cert_t *sb_cert_store_lookup (sb_cert_store_t *self, const uint8_t curv
                                        uint64_t now, sb_cert_status_t *status, sb_error_t *err);
 size_t sb_cert_store_size (const sb_cert_store_t *self);
 
+/*  The same by member name: of the certificates with that name that are
+    valid at `now` and not revoked, the most recently issued one (during a
+    key rotation two keypairs may share a name).  NULL with *status
+    SB_CERT_UNKNOWN when there is none.  Cost: one pass over the store.  */
+const sb_cert_t *sb_cert_store_lookup_name (sb_cert_store_t *self, const char *name, uint64_t now,
+                                            sb_cert_status_t *status, sb_error_t *err);
+
 #endif
