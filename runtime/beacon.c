@@ -232,6 +232,7 @@ struct sb_beacon {
     uint8_t cluster_id [SB_BEACON_ID_SIZE];
     uint8_t id [SB_BEACON_ID_SIZE];
     bool announcing;                /* has an endpoint and has not left */
+    bool id_claimed;                /* another sender used our id: reported */
     uint32_t interval_ms;
     int64_t next_send_ms;           /* 0: at the first tick */
     uint64_t sequence;
@@ -681,13 +682,23 @@ sb_beacon_handle (sb_beacon_t *self, const void *data, size_t size, const char *
         s_ignore (self, event, SB_BEACON_FOREIGN);
         return;
     }
-    if (memcmp (packet.broker_id, self->id, SB_BEACON_ID_SIZE) == 0) {
-        self->counters.own++;
-        return;
-    }
     memcpy (event->broker_id, packet.broker_id, SB_BEACON_ID_SIZE);
     strcpy (event->endpoint, packet.endpoint);
     memcpy (event->public_key, packet.public_key, SB_BEACON_KEY_SIZE);
+    if (memcmp (packet.broker_id, self->id, SB_BEACON_ID_SIZE) == 0) {
+        /*  Our own beacon coming back, or someone else using our id with
+            another endpoint or key: that is reported, once.  */
+        self->counters.own++;
+        if ((strcmp (packet.endpoint, self->endpoint) != 0
+             || memcmp (packet.public_key, self->public_key, SB_BEACON_KEY_SIZE) != 0)
+        &&  !self->id_claimed) {
+            self->id_claimed = true;
+            self->counters.conflicts++;
+            event->type = SB_BEACON_CONFLICT;
+            memcpy (event->other_id, self->id, SB_BEACON_ID_SIZE);
+        }
+        return;
+    }
     s_peer_t *peer = s_find (self, packet.broker_id);
     if (peer && packet.sequence <= peer->sequence) {
         s_ignore (self, event, SB_BEACON_REPLAYED);

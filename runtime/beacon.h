@@ -145,7 +145,8 @@ typedef enum {
     SB_BEACON_APPEARED,         /* a broker to connect to (new, or back after gone) */
     SB_BEACON_CHANGED,          /* a live broker id now announces another endpoint or key */
     SB_BEACON_GONE,             /* silent for 3 intervals, or leaving */
-    SB_BEACON_CONFLICT,         /* another id claims the endpoint of a live broker: ignored */
+    SB_BEACON_CONFLICT,         /* another id claims the endpoint of a live broker, or
+                                   another sender uses our own id: ignored, reported once */
     SB_BEACON_IGNORED           /* a datagram refused; reason says why */
 } sb_beacon_event_type_t;
 

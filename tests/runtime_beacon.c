@@ -676,6 +676,27 @@ s_test_bad_input (void)
     size = sb_beacon_encode (&packet, NULL, buffer);
     sb_beacon_handle (small, buffer, size, NULL, s_now (), &ev);
     tap_is_int (ev.type, SB_BEACON_NONE, "back on its own endpoint: nothing changed");
+
+    /*  Someone else using our broker id.  */
+    uint8_t own_id [16];
+    memset (own_id, 0x61, sizeof own_id);
+    config = (sb_beacon_config_t) { .cluster = s_cluster, .mode = "off", .broker_id = own_id,
+                                    .endpoint = "tcp://127.0.0.1:7661" };
+    sb_beacon_t *self = sb_beacon_new (&config, &err);
+    s_packet (&packet, s_cluster, 0x61, 1, "tcp://127.0.0.1:7661");
+    size = sb_beacon_encode (&packet, NULL, buffer);
+    sb_beacon_handle (self, buffer, size, NULL, s_now (), &ev);
+    tap_is_int (ev.type, SB_BEACON_NONE, "our own beacon heard back: nothing");
+    conflicts = 0;
+    for (uint64_t seq = 2; seq <= 3; seq++) {
+        s_packet (&packet, s_cluster, 0x61, seq, "tcp://127.0.0.1:7662");
+        size = sb_beacon_encode (&packet, NULL, buffer);
+        sb_beacon_handle (self, buffer, size, NULL, s_now (), &ev);
+        conflicts += ev.type == SB_BEACON_CONFLICT && memcmp (ev.other_id, own_id, 16) == 0;
+    }
+    tap_ok (conflicts == 1 && sb_beacon_size (self) == 0,
+            "another endpoint using our id is reported once as a conflict");
+    sb_beacon_destroy (&self);
     sb_beacon_destroy (&small);
 }
 
