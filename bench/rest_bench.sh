@@ -136,7 +136,7 @@ read -r B_RPS B_P50 B_P99 B_BAD <<< "$(run_wrk bridge "$BRIDGE_URL")"
 read -r N_RPS N_P50 N_P99 N_BAD <<< "$(run_wrk nginx "$NGINX_URL")"
 [ -n "$B_RPS" ] && [ -n "$N_RPS" ] || { echo "rest_bench: wrk gave no numbers" >&2; cat "$DIR"/*.wrk >&2; exit 1; }
 
-RATIO=$(awk -v b="$B_RPS" -v n="$N_RPS" 'BEGIN { printf "%.2f", n > 0 ? b / n : 0 }')
+RATIO=$(awk -v b="$B_RPS" -v n="$N_RPS" 'BEGIN { printf "%.2f", (n > 0) ? (b / n) : 0 }')
 VERDICT=$(awk -v r="$RATIO" -v g="$GOAL" 'BEGIN { print (r >= g) ? "meets" : "BELOW" }')
 echo "rest bench: wrk ${DURATION}s, $CONNECTIONS connections, POST $BODY"
 printf '  %-44s %10s req/s  p50 %8s ms  p99 %8s ms  non-2xx %s\n' \

@@ -36,6 +36,7 @@
 #include "openapi.h"
 
 #include <errno.h>
+#include <sodium.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -408,11 +409,14 @@ s_bridge_destroy (sb_rest_bridge_t **self_p)
 static int
 s_init (sb_actor_t *actor, const sb_config_t *config, void **state, sb_error_t *err)
 {
+    if (sodium_init () < 0)
+        return sb_error_set (err, SB_E_INTERNAL, "rest-bridge: libsodium cannot start");
     sb_rest_bridge_t *self = calloc (1, sizeof *self);
     if (!self)
         return sb_error_set (err, SB_E_INTERNAL, "out of memory");
     self->actor = actor;
     self->event_fd = -1;
+    randombytes_buf (&self->request_prefix, sizeof self->request_prefix);
     pthread_mutex_init (&self->lock, NULL);
     self->metrics = sb_rest_metrics_new ();
     self->auth = sb_rest_auth_new ();

@@ -109,6 +109,8 @@ struct sb_rest_bridge {
     sb_rest_req_t *active;
     size_t active_size;
     uint16_t port;                      /* the bound port */
+    uint64_t request_prefix;            /* random, drawn at start: request ids */
+    uint64_t request_count;             /* atomic */
 };
 
 /*  http.c  */
