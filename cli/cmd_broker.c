@@ -59,6 +59,14 @@ s_number (const char *text, long min, long max, long *value)
     return 0;
 }
 
+/*  Never runs (the signals are blocked and taken by sigwait); it only
+    replaces an inherited SIG_IGN.  */
+static void
+s_on_signal (int sig)
+{
+    (void) sig;
+}
+
 int
 sb_cmd_broker (int argc, char **argv)
 {
@@ -136,11 +144,8 @@ sb_cmd_broker (int argc, char **argv)
                 s_help (stdout);
                 return SB_EXIT_OK;
             default:
-                if (optopt)
-                    fprintf (stderr, "sb broker: bad option '-%c' or missing value (try --help)\n", optopt);
-                else
-                    fprintf (stderr, "sb broker: bad option '%s' or missing value (try --help)\n",
-                             argv [optind - 1]);
+                fprintf (stderr, "sb broker: bad option '%s' or missing value (try --help)\n",
+                         argv [optind - 1]);
                 return SB_EXIT_USAGE;
         }
     }
@@ -156,7 +161,14 @@ sb_cmd_broker (int argc, char **argv)
     fprintf (stderr, "sb broker: WARNING: traffic is not encrypted (CURVE is not available yet)\n");
 
     /*  Block the signals before any thread exists: every thread inherits
-        the mask, and sigwait() below is the only taker.  */
+        the mask, and sigwait() below is the only taker.  A handler is set
+        first because a shell starts background jobs with SIGINT ignored,
+        and an ignored signal never reaches sigwait().  */
+    struct sigaction action;
+    memset (&action, 0, sizeof action);
+    action.sa_handler = s_on_signal;
+    sigaction (SIGINT, &action, NULL);
+    sigaction (SIGTERM, &action, NULL);
     sigset_t signals;
     sigemptyset (&signals);
     sigaddset (&signals, SIGINT);
