@@ -330,8 +330,18 @@ s_load_openapi (sb_rest_bridge_t *self, const char *dir, sb_error_t *err)
         char summary [200];
         snprintf (summary, sizeof summary, "Alias of POST /v1/%s", target);
         *strchr (summary + strlen ("Alias of POST /v1/"), '.') = '/';
+        json_t *parameters = json_array ();
+        for (const char *open = strchr (path, '{'); open; open = strchr (open + 1, '{')) {
+            const char *close = strchr (open, '}');
+            if (!close)
+                break;
+            json_array_append_new (parameters, json_pack ("{s:s%,s:s,s:b,s:{s:s}}",
+                "name", open + 1, (size_t) (close - open - 1), "in", "path",
+                "required", 1, "schema", "type", "string"));
+        }
         json_object_set_new (item, http_method, json_pack (
-            "{s:s,s:s,s:{s:{s:s}}}", "summary", summary, "x-switchboard-target", target,
+            "{s:s,s:s,s:o,s:{s:{s:s}}}", "summary", summary, "x-switchboard-target", target,
+            "parameters", parameters,
             "responses", "200", "description", "the reply of the target method, as JSON"));
     }
     self->openapi = json_dumps (doc, JSON_COMPACT);

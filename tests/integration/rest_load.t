@@ -61,4 +61,10 @@ like "$BODY" 'sb_rest_bridge_errors_total\{reason="client_gone"\} [1-9]' "their 
 post /v1/echo/echo '"still"'
 is "$STATUS/$BODY" '200/"still"' "the bridge still serves"
 
+kill -TERM "$BRIDGE_PID"
+wait "$BRIDGE_PID"
+is "$?" 0 "the bridge stops cleanly after all that"
+sanitizer=$(grep -E 'Sanitizer|runtime error' "$T_DIR/load.log" | head -3)
+is "$sanitizer" "" "no sanitizer report from the bridge (when built with them)"
+
 done_testing
