@@ -33,8 +33,12 @@ is "$(json_get "$OUT" max)" 4.0 "stats max"
 is "$(json_get "$OUT" mean)" 1.125 "stats mean"
 call echo.stats '{"values": []}'
 is "$OUT" '{"count":0,"sum":0.0,"min":null,"max":null,"mean":null}' "stats of nothing"
-call hello.greet '"Ada"'
-is "$OUT" '"hello, Ada"' "the README's hello plugin answers"
+call hello.hello
+is "$OUT" '"hello, world"' "the README's hello plugin answers"
+README_CODE=$(sed -n '/^```c$/,/^```$/p' "$SB_TOP_SRCDIR/README.md" | sed -n '2,/^```$/p' | sed '$d')
+is "$README_CODE" "$(tail -n +3 "$SB_TOP_SRCDIR/services/hello/hello.c")" "README.md shows services/hello/hello.c verbatim"
+DOC_CODE=$(sed -n '/^```c$/,/^```$/p' "$SB_TOP_SRCDIR/docs/writing-services.md" | sed -n '2,/^```$/p' | sed '$d')
+is "$DOC_CODE" "$README_CODE" "docs/writing-services.md shows it too"
 
 # Errors: exit 1 and one line 'sb call: CODE: TEXT'.
 call echo.fail '{"code": "not_found", "message": "no such order"}'
