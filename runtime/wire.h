@@ -111,6 +111,8 @@ typedef struct {
     uint8_t span [8];
     uint8_t key_id [SB_KEYID_MAX];
     uint8_t key_id_size;
+    /*  Strings last, `service` first: the decoder clears everything before
+        `service` and only the first byte of each string.  */
     char service [SB_NAME_MAX + 1];
     char method [SB_NAME_MAX + 1];
     char group [SB_NAME_MAX + 1];

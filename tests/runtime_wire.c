@@ -63,6 +63,12 @@ main (void)
     tap_is_int (s_decode_bytes ("\x82\x00\x01\x01\x04\xc0", 6), SB_WIRE_MALFORMED, "trailing bytes");
     tap_is_int (s_decode_bytes ("\x83\x00\x01\x01\x04\x3f\x91\xc0", 8), SB_WIRE_OK,
                 "unknown key 63 with an array value is skipped");
+    tap_is_int (s_decode_bytes ("\x83\x00\x01\x01\x04\xa1k\x05", 8), SB_WIRE_OK,
+                "a string key is skipped with its value");
+    tap_is_int (s_decode_bytes ("\x83\x00\x01\x01\x04\xcd\x30", 7), SB_WIRE_MALFORMED,
+                "a truncated uint16 key is malformed, not skipped from its middle");
+    tap_is_int (s_decode_bytes ("\x83\x00\x01\x01\x04\x91\x0d\xc4", 8), SB_WIRE_MALFORMED,
+                "an array key followed by a truncated bin value is malformed");
     tap_is_int (s_decode_bytes ("\xdf\xff\xff\xff\xff\x00\x01", 7), SB_WIRE_MALFORMED,
                 "map claiming 4 billion pairs");
     char big [SB_HEADER_MAX + 1];
