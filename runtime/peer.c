@@ -100,35 +100,13 @@ static void s_on_welcome (sb_link_t *link, void *arg);
 sb_peer_t *
 sb_peer_new (const char *endpoints, const char *name, sb_error_t *err)
 {
-    if (sodium_init () < 0) {
-        sb_error_set (err, SB_E_INTERNAL, "libsodium failed to initialise");
-        return NULL;
-    }
-    if (!sb_wire_valid_name (name, SB_NAME_MAX)) {
-        sb_error_set (err, SB_E_BAD_REQUEST, "bad peer name");
-        return NULL;
-    }
     if (!endpoints || !*endpoints) {
         sb_error_set (err, SB_E_BAD_REQUEST, "no broker endpoint given");
         return NULL;
     }
-    sb_peer_t *self = calloc (1, sizeof *self);
-    if (!self) {
-        sb_error_set (err, SB_E_INTERNAL, "out of memory");
+    sb_peer_t *self = sb_peer_new_empty (name, err);
+    if (!self)
         return NULL;
-    }
-    strcpy (self->name, name);
-    self->next_id = 1;
-    self->next_link_id = 1;
-    self->next_deadline = INT64_MAX;
-    self->calls = zhashx_new ();
-    self->waiting = zlistx_new ();
-    self->subs = zlistx_new ();
-    zhashx_set_key_hasher (self->calls, s_id_hash);
-    zhashx_set_key_comparator (self->calls, s_id_compare);
-    zhashx_set_key_duplicator (self->calls, NULL);
-    zhashx_set_key_destructor (self->calls, NULL);
-    zlistx_set_destructor (self->subs, s_sub_destroy);
 
     /*  Split the list on commas, skipping blanks around each endpoint.  */
     const char *p = endpoints;
@@ -156,6 +134,37 @@ sb_peer_new (const char *endpoints, const char *name, sb_error_t *err)
         sb_error_set (err, SB_E_BAD_REQUEST, "no broker endpoint given");
         sb_peer_destroy (&self);
     }
+    return self;
+}
+
+sb_peer_t *
+sb_peer_new_empty (const char *name, sb_error_t *err)
+{
+    if (sodium_init () < 0) {
+        sb_error_set (err, SB_E_INTERNAL, "libsodium failed to initialise");
+        return NULL;
+    }
+    if (!sb_wire_valid_name (name, SB_NAME_MAX)) {
+        sb_error_set (err, SB_E_BAD_REQUEST, "bad peer name");
+        return NULL;
+    }
+    sb_peer_t *self = calloc (1, sizeof *self);
+    if (!self) {
+        sb_error_set (err, SB_E_INTERNAL, "out of memory");
+        return NULL;
+    }
+    strcpy (self->name, name);
+    self->next_id = 1;
+    self->next_link_id = 1;
+    self->next_deadline = INT64_MAX;
+    self->calls = zhashx_new ();
+    self->waiting = zlistx_new ();
+    self->subs = zlistx_new ();
+    zhashx_set_key_hasher (self->calls, s_id_hash);
+    zhashx_set_key_comparator (self->calls, s_id_compare);
+    zhashx_set_key_duplicator (self->calls, NULL);
+    zhashx_set_key_destructor (self->calls, NULL);
+    zlistx_set_destructor (self->subs, s_sub_destroy);
     return self;
 }
 

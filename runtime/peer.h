@@ -39,6 +39,9 @@ typedef void (sb_peer_raw_fn) (const void *data, size_t size, const sb_error_t *
 /*  Connects one link per endpoint of the comma-separated list (at least
     one).  `name` is sent in HELLO.  NULL with err on a bad endpoint.  */
 sb_peer_t *sb_peer_new (const char *endpoints, const char *name, sb_error_t *err);
+/*  A peer with no link yet: brokers come later with sb_peer_connect (a
+    cluster's beacons, see discovery.h).  Calls made meanwhile wait.  */
+sb_peer_t *sb_peer_new_empty (const char *name, sb_error_t *err);
 /*  Says BYE on live links, drops outstanding calls without calling back. */
 void sb_peer_destroy (sb_peer_t **self_p);
 
