@@ -223,10 +223,18 @@ SB_EXPORT const char *sb_config_get_default (const sb_config_t *config, const ch
 typedef struct sb_client sb_client_t;
 
 typedef struct {
-    const char *endpoints;  /* comma-separated broker endpoints, e.g. "tcp://127.0.0.1:7600" */
+    const char *endpoints;  /* comma-separated broker endpoints, e.g. "tcp://127.0.0.1:7600";
+                               with `beacon` set: static seeds, never dropped (may be NULL) */
     const char *name;       /* shows in sys.services; NULL for a generated one */
     int timeout_ms;         /* default call timeout; <= 0 means 5000 */
-    void *reserved [8];     /* keys, cluster name, beacons: later; keep zero */
+    /*  Cluster discovery (0.1 additions, in the room `reserved` had; the
+        struct keeps its size on LP64 systems).  With `beacon` NULL the client uses
+        `endpoints` only.  Otherwise it also links to every broker of
+        `cluster` whose UDP beacon it hears, and drops it when it leaves.  */
+    int beacon_port;        /* UDP beacon port; 0 means 7690 */
+    const char *cluster;    /* cluster name; NULL means "default" */
+    const char *beacon;     /* "lo", an interface name, "239.x.y.z[@IFACE]", "off" */
+    void *reserved [6];     /* keys: later; keep zero */
 } sb_client_options_t;
 
 SB_EXPORT sb_client_t *sb_client_new (const sb_client_options_t *options, sb_error_t *err);

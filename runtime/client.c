@@ -13,6 +13,7 @@
     dispatching everything else that arrives meanwhile.  Its deadline is
     kept by the peer, so it returns `timeout` even if no broker answers.
 */
+#include "discovery.h"
 #include "peer.h"
 
 #include <czmq.h>
@@ -24,6 +25,7 @@
 
 struct sb_client {
     sb_peer_t *peer;
+    sb_discovery_t *discovery;      /* NULL: fixed endpoints, no beacons */
     int timeout_ms;
     size_t blocking;                /* blocking calls in progress (nested) */
 };
@@ -39,7 +41,7 @@ sb_client_t *
 sb_client_new (const sb_client_options_t *options, sb_error_t *err)
 {
     static int counter;
-    if (!options || !options->endpoints) {
+    if (!options || (!options->endpoints && !options->beacon)) {
         sb_error_set (err, SB_E_BAD_REQUEST, "no broker endpoint given");
         return NULL;
     }
@@ -55,7 +57,19 @@ sb_client_new (const sb_client_options_t *options, sb_error_t *err)
         return NULL;
     }
     self->timeout_ms = options->timeout_ms > 0 ? options->timeout_ms : S_TIMEOUT_DEFAULT;
-    self->peer = sb_peer_new (options->endpoints, name, err);
+    if (options->beacon) {
+        /*  A cluster: seeds plus whatever the beacons announce.  */
+        sb_discovery_config_t cluster = { .cluster = options->cluster, .beacon = options->beacon,
+                                          .port = options->beacon_port,
+                                          .seeds = options->endpoints };
+        self->peer = sb_peer_new_empty (name, err);
+        if (self->peer)
+            self->discovery = sb_discovery_new (&cluster, self->peer, err);
+        if (!self->discovery)
+            sb_peer_destroy (&self->peer);
+    }
+    else
+        self->peer = sb_peer_new (options->endpoints, name, err);
     if (!self->peer) {
         free (self);
         return NULL;
@@ -68,6 +82,7 @@ sb_client_destroy (sb_client_t **self_p)
 {
     if (!self_p || !*self_p)
         return;
+    sb_discovery_destroy (&(*self_p)->discovery);
     sb_peer_destroy (&(*self_p)->peer);
     free (*self_p);
     *self_p = NULL;
@@ -83,6 +98,15 @@ sb_reply_destroy (sb_reply_t **self_p)
     free ((void *) reply->pub.data);
     free (reply);
     *self_p = NULL;
+}
+
+/*  Waits on the peer, and on the beacons when in a cluster.  */
+static int
+s_wait (sb_client_t *self, int timeout_ms)
+{
+    if (self->discovery)
+        return sb_discovery_wait (self->discovery, timeout_ms);
+    return sb_peer_wait (self->peer, timeout_ms);
 }
 
 /*  The slot a blocking call waits on.  */
@@ -132,7 +156,7 @@ sb_client_call (sb_client_t *self, const char *service, const char *method,
     /*  The peer answers the call by its deadline at the latest, so this
         loop ends; only a signal cuts it short.  */
     while (!slot.done)
-        if (sb_peer_wait (self->peer, -1) < 0 && !slot.done) {
+        if (s_wait (self, -1) < 0 && !slot.done) {
             sb_peer_cancel (self->peer, id);
             self->blocking--;
             return sb_error_set (err, SB_E_TIMEOUT, "interrupted while calling %s.%s", service, method);
@@ -195,7 +219,7 @@ sb_client_dispatch (sb_client_t *self, int timeout_ms)
 {
     if (!self)
         return -1;
-    return sb_peer_wait (self->peer, timeout_ms < 0 ? -1 : timeout_ms);
+    return s_wait (self, timeout_ms < 0 ? -1 : timeout_ms);
 }
 
 size_t
