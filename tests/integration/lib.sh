@@ -23,6 +23,11 @@ if [ -x "$SB_DIR/.libs/sb" ] && [ -d "$SB_DIR/.libs" ] && head -c 2 "$SB" | grep
     SB="$SB_DIR/.libs/sb"
 fi
 export SB_PLUGIN_DIR="$SB_PLUGINS"
+# Validate requests against the source tree's schemas, as an installed
+# host does against the installed ones.
+if [ -n "${SB_TOP_SRCDIR:-}" ] && [ -d "$SB_TOP_SRCDIR/schemas" ]; then
+    export SB_SCHEMAS="$SB_TOP_SRCDIR/schemas"
+fi
 
 SB_TMP=$(mktemp -d "${TMPDIR:-/tmp}/sb-it.XXXXXX")
 SB_PIDS=""
