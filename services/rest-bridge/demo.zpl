@@ -1,0 +1,9 @@
+#   demo.zpl — the REST bridge of `./quickstart demo`.
+#   Paths are relative to the source tree (quickstart runs there); the
+#   demo overrides listen with --set when SB_DEMO_HTTP_PORT is given.
+#   No API keys: the bridge warns loudly that anyone reaching the port may
+#   call every service.  Fine on loopback, never anywhere else.
+rest-bridge
+    listen = "127.0.0.1:8080"
+    threads = 2
+    schemas = "schemas"
