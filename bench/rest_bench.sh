@@ -6,9 +6,12 @@
 #
 # Both on this machine, same wrk settings (64 connections, 2 threads,
 # DURATION seconds each, default 5).  Prints requests/s and p50/p99 of
-# both and the ratio; the design goal is a ratio of at least 0.30.
+# both and the ratio; the design goal is a ratio of at least 0.30.  The
+# last line is for scripts:
+#   rest-bench: bridge=<req/s> nginx=<req/s> ratio=<x> p99_bridge=<ms>ms p99_nginx=<ms>ms
 #
-# usage: bench/rest_bench.sh [BUILD_DIR]   (default: the current directory)
+# usage: bench/rest_bench.sh [BUILD_DIR]   (default: the current directory;
+#        from the source tree after ./quickstart: bench/rest_bench.sh _build)
 # env:   DURATION=5  CONNECTIONS=64  BRIDGE_THREADS=2  ECHO_INSTANCES=1
 #        REST_BENCH_STRICT=1 makes a ratio under the goal exit 1.
 # needs: wrk (Debian package wrk), nginx (nginx-light), curl.
@@ -23,10 +26,13 @@ BRIDGE_THREADS=${BRIDGE_THREADS:-2}
 ECHO_INSTANCES=${ECHO_INSTANCES:-1}
 GOAL=0.30
 
-for tool in wrk nginx curl; do
-    command -v "$tool" >/dev/null || {
-        echo "rest_bench: $tool not installed (apt-get install wrk nginx-light curl)" >&2; exit 77; }
+# nginx lives in /usr/sbin, which is not on an ordinary user's PATH.
+NGINX=$(PATH="$PATH:/usr/sbin:/sbin" command -v nginx) || NGINX=""
+for tool in wrk curl; do
+    command -v "$tool" >/dev/null || NGINX=""
 done
+[ -n "$NGINX" ] || {
+    echo "rest_bench: needs wrk, nginx and curl (apt-get install wrk nginx-light curl)" >&2; exit 77; }
 [ -x "$SB" ] || { echo "rest_bench: $SB not found: build first, or pass the build dir" >&2; exit 2; }
 
 DIR=$(mktemp -d "${TMPDIR:-/tmp}/sb-rest-bench.XXXXXX")
@@ -104,7 +110,7 @@ http {
     }
 }
 EOF
-nginx -p "$DIR/nginx" -c "$DIR/nginx/nginx.conf" -e "$DIR/nginx/logs/error.log" > "$DIR/nginx.out" 2>&1 &
+"$NGINX" -p "$DIR/nginx" -c "$DIR/nginx/nginx.conf" -e "$DIR/nginx/logs/error.log" > "$DIR/nginx.out" 2>&1 &
 PIDS="$PIDS $!"
 NGINX_URL="http://127.0.0.1:$NGINX_PORT/v1/echo/echo"
 wait_for 20 curl -sf "$NGINX_URL" || { echo "rest_bench: nginx did not start" >&2; cat "$DIR/nginx.out" >&2; exit 1; }
@@ -144,6 +150,7 @@ printf '  %-44s %10s req/s  p50 %8s ms  p99 %8s ms  non-2xx %s\n' \
 printf '  %-44s %10s req/s  p50 %8s ms  p99 %8s ms  non-2xx %s\n' \
     "nginx, fixed JSON body" "$N_RPS" "$N_P50" "$N_P99" "$N_BAD"
 echo "  ratio $RATIO (goal >= $GOAL: $VERDICT)"
+echo "rest-bench: bridge=$B_RPS nginx=$N_RPS ratio=$RATIO p99_bridge=${B_P99}ms p99_nginx=${N_P99}ms"
 if [ "${REST_BENCH_STRICT:-0}" = 1 ] && [ "$VERDICT" != meets ]; then
     exit 1
 fi
