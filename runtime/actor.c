@@ -22,10 +22,13 @@
 
     Places kept for later work: sealed bodies are opened in s_on_request
     and sealed in s_send_answer (engineer E's runtime/seal); schema
-    validation (engineer C's runtime/schema.h) runs in s_on_request
-    between decoding and the handler, through a hook when one is set.
+    validation (runtime/schema.h) runs in s_on_request between decoding
+    and the handler when the host gave a schema set: each method's schema
+    is found once at start, a violation is answered bad_request with its
+    path and the handler never runs.
 */
 #include "instance.h"
+#include "discovery.h"
 #include "peer.h"
 
 #include <czmq.h>
@@ -36,6 +39,15 @@
 
 #define S_WATCH_MAX 64
 #define S_METHODS_MAX 64                /* the broker takes at most 64 (protocol.md 5.2) */
+/*  Freed requests kept for reuse, and the largest reply buffer a kept
+    request may hold on to.  */
+#define S_SPARE_MAX 32
+#define S_SPARE_BUFFER_MAX 65536
+/*  Replies up to this size are copied into the message and the buffer
+    is kept; larger ones are moved.  */
+#define S_COPY_MAX 8192
+/*  First chunk of the decoding zone.  */
+#define S_ZONE_CHUNK 4096
 
 struct sb_request {
     sb_actor_t *actor;
@@ -55,6 +67,7 @@ struct sb_request {
     bool begun;
     msgpack_sbuffer buffer;
     msgpack_packer packer;
+    sb_request_t *next_spare;
 };
 
 typedef struct {
@@ -76,6 +89,7 @@ struct sb_actor {
     int instance;
     int capacity;
     sb_peer_t *peer;
+    sb_discovery_t *discovery;      /* NULL: fixed endpoints, no beacons */
     void *state;
     zlistx_t *timers;               /* s_timer_t, sorted by due */
     uint64_t timer_seq;
@@ -84,6 +98,13 @@ struct sb_actor {
     zlistx_t *deferred;             /* sb_request_t */
     int64_t next_expiry;
     msgpack_sbuffer ready;          /* READY body, encoded once */
+    /*  Per method (same index as service->methods): its schema or NULL. */
+    const sb_method_schema_t *schemas [S_METHODS_MAX];
+    bool validate_replies;
+    msgpack_zone zone;              /* decodes request bodies */
+    bool zone_ready;
+    sb_request_t *spares;           /* freed requests, for reuse */
+    size_t nspares;
 };
 
 struct sb_instance {
@@ -95,16 +116,81 @@ struct sb_instance {
     int capacity;
     int start_rc;                   /* written by the actor before it signals */
     sb_error_t start_err;
+    sb_instance_options_t options;
 };
 
 /*  --------------------------------------------------------------------
     Answers.  */
 
+static int s_error (sb_request_t *req, sb_code_t code, const char *text);
+
+/*  Debug mode only: -1 (and the request answered internal) if the reply
+    body does not conform to the method's reply schema.  */
+static int
+s_reply_invalid (sb_request_t *req, const void *data, size_t size)
+{
+    sb_actor_t *self = req->actor;
+    const sb_method_schema_t *schema = self->validate_replies
+                                     ? self->schemas [req->method - self->service->methods] : NULL;
+    if (!schema)
+        return 0;
+    msgpack_unpacked unpacked;
+    msgpack_unpacked_init (&unpacked);
+    size_t offset = 0;
+    int rc = 0;
+    sb_error_t err = { 0 };
+    if (size && msgpack_unpack_next (&unpacked, data, size, &offset) != MSGPACK_UNPACK_SUCCESS)
+        rc = sb_error_set (&err, SB_E_INTERNAL, "reply is not MessagePack");
+    else
+        rc = sb_method_schema_validate_reply (schema, size ? &unpacked.data : NULL, &err);
+    msgpack_unpacked_destroy (&unpacked);
+    if (rc)
+        s_error (req, SB_E_INTERNAL, err.text);
+    return rc;
+}
+
+/*  A request as new (all zero, an empty reply buffer), from the spares
+    when there is one.  */
+static sb_request_t *
+s_request_new (sb_actor_t *self)
+{
+    sb_request_t *req = self->spares;
+    if (req) {
+        self->spares = req->next_spare;
+        self->nspares--;
+        msgpack_sbuffer buffer = req->buffer;
+        memset (req, 0, sizeof *req);
+        req->buffer = buffer;
+        msgpack_sbuffer_clear (&req->buffer);
+    }
+    else {
+        req = calloc (1, sizeof *req);
+        if (!req)
+            return NULL;
+        msgpack_sbuffer_init (&req->buffer);
+    }
+    req->actor = self;
+    msgpack_packer_init (&req->packer, &req->buffer, msgpack_sbuffer_write);
+    return req;
+}
+
 static void
 s_request_free (sb_request_t *req)
 {
+    sb_actor_t *self = req->actor;
     if (req->deferred_handle)
-        zlistx_detach (req->actor->deferred, req->deferred_handle);
+        zlistx_detach (self->deferred, req->deferred_handle);
+    if (self->nspares < S_SPARE_MAX) {
+        if (req->buffer.alloc > S_SPARE_BUFFER_MAX) {
+            msgpack_sbuffer_destroy (&req->buffer);
+            msgpack_sbuffer_init (&req->buffer);
+        }
+        req->deferred_handle = NULL;
+        req->next_spare = self->spares;
+        self->spares = req;
+        self->nspares++;
+        return;
+    }
     msgpack_sbuffer_destroy (&req->buffer);
     free (req);
 }
@@ -140,12 +226,21 @@ s_send_answer (sb_request_t *req, msgpack_sbuffer *buffer, sb_code_t code, const
     }
     /*  Sealing of reply bodies goes here.  */
     if (buffer && buffer->size) {
+        /*  A small body is copied, so the buffer stays for the next
+            request; a large one is moved.  */
         zmq_msg_t body;
         size_t size = buffer->size;
-        char *data = msgpack_sbuffer_release (buffer);
-        if (zmq_msg_init_data (&body, data, size, s_free_sbuffer, NULL)) {
-            free (data);
-            return;
+        if (size <= S_COPY_MAX) {
+            if (zmq_msg_init_size (&body, size))
+                return;
+            memcpy (zmq_msg_data (&body), buffer->data, size);
+        }
+        else {
+            char *data = msgpack_sbuffer_release (buffer);
+            if (zmq_msg_init_data (&body, data, size, s_free_sbuffer, NULL)) {
+                free (data);
+                return;
+            }
         }
         sb_link_send (link, &h, &body);
         zmq_msg_close (&body);
@@ -221,6 +316,8 @@ sb_reply_send (sb_request_t *req)
         s_error (req, SB_E_INTERNAL, "reply too large");
         return -1;
     }
+    if (s_reply_invalid (req, req->buffer.data, req->buffer.size))
+        return -1;
     s_send_answer (req, &req->buffer, SB_OK, NULL);
     s_answered (req);
     return 0;
@@ -235,6 +332,8 @@ sb_reply_bytes (sb_request_t *req, const void *data, size_t size)
         s_error (req, SB_E_INTERNAL, "the handler's reply is not one valid MessagePack object");
         return -1;
     }
+    if (s_reply_invalid (req, data, size))
+        return -1;
     msgpack_sbuffer_clear (&req->buffer);
     if (size)
         msgpack_sbuffer_write (&req->buffer, data, size);
@@ -347,24 +446,29 @@ s_on_request (sb_link_t *link, const sb_header_t *h, zmq_msg_t *body, void *arg)
         s_refuse (self, link, h, SB_E_BAD_REQUEST, "sealed bodies are not supported by this worker");
         return;
     }
-    msgpack_unpacked unpacked;
+    /*  Handlers never dispatch the actor's own links, so one zone
+        serves every request; it is cleared after each.  */
     msgpack_object obj;
-    msgpack_unpacked_init (&unpacked);
-    if (sb_peer_decode (zmq_msg_data (body), zmq_msg_size (body), &unpacked, &obj)) {
-        msgpack_unpacked_destroy (&unpacked);
+    if (sb_peer_decode_zone (zmq_msg_data (body), zmq_msg_size (body), &self->zone, &obj)) {
+        msgpack_zone_clear (&self->zone);
         s_refuse (self, link, h, SB_E_BAD_REQUEST, "request body is not valid MessagePack");
         return;
     }
-    /*  Schema validation goes here: when a validator hook for this
-        service is set (runtime/schema.h), `obj` is checked against the
-        method's request schema and refused as bad_request if it fails.  */
-    sb_request_t *req = calloc (1, sizeof *req);
+    const sb_method_schema_t *schema = self->schemas [method - self->service->methods];
+    if (schema) {
+        sb_error_t err;
+        if (sb_method_schema_validate_request (schema, &obj, &err)) {
+            msgpack_zone_clear (&self->zone);
+            s_refuse (self, link, h, SB_E_BAD_REQUEST, err.text);
+            return;
+        }
+    }
+    sb_request_t *req = s_request_new (self);
     if (!req) {
-        msgpack_unpacked_destroy (&unpacked);
+        msgpack_zone_clear (&self->zone);
         s_refuse (self, link, h, SB_E_INTERNAL, "out of memory");
         return;
     }
-    req->actor = self;
     req->method = method;
     req->link_id = sb_link_id (link);
     req->id = h->request_id;
@@ -375,13 +479,11 @@ s_on_request (sb_link_t *link, const sb_header_t *h, zmq_msg_t *body, void *arg)
         req->has_trace = true;
         memcpy (req->trace, h->trace, 16);
     }
-    msgpack_sbuffer_init (&req->buffer);
-    msgpack_packer_init (&req->packer, &req->buffer, msgpack_sbuffer_write);
 
     req->in_handler = true;
     int rc = method->handler (req, &obj, self->state);
     req->in_handler = false;
-    msgpack_unpacked_destroy (&unpacked);
+    msgpack_zone_clear (&self->zone);
 
     if (!req->closed) {
         if (rc != 0) {
@@ -582,14 +684,36 @@ s_actor_new (sb_instance_t *inst, sb_error_t *err)
     zlistx_set_destructor (self->timers, s_timer_destroy);
     self->deferred = zlistx_new ();
     msgpack_sbuffer_init (&self->ready);
+    self->zone_ready = msgpack_zone_init (&self->zone, S_ZONE_CHUNK);
+    if (!self->zone_ready) {
+        sb_error_set (err, SB_E_INTERNAL, "out of memory");
+        return self;                /* caller sees err via peer == NULL */
+    }
     if (s_encode_ready (self, err))
         return self;                /* caller sees err via peer == NULL */
+    for (size_t i = 0; inst->options.schemas && service->methods [i].name; i++)
+        self->schemas [i] = sb_schema_set_find (inst->options.schemas, service->name,
+                                                service->methods [i].name);
+    self->validate_replies = inst->options.validate_replies;
 
     /*  Peer name: service-instance-pid, cut to a wire name's length.  */
     char name [SB_NAME_MAX + 32];
     snprintf (name, sizeof name, "%s-%d-%d", service->name, inst->instance, (int) getpid ());
     name [SB_NAME_MAX] = 0;
-    self->peer = sb_peer_new (inst->endpoints, name, err);
+    if (inst->options.beacon) {
+        /*  A cluster: seeds plus whatever the beacons announce.  */
+        sb_discovery_config_t cluster = { .cluster = inst->options.cluster,
+                                          .beacon = inst->options.beacon,
+                                          .port = inst->options.beacon_port,
+                                          .seeds = inst->endpoints, .log = inst->instance == 0 };
+        self->peer = sb_peer_new_empty (name, err);
+        if (self->peer)
+            self->discovery = sb_discovery_new (&cluster, self->peer, err);
+        if (!self->discovery)
+            sb_peer_destroy (&self->peer);
+    }
+    else
+        self->peer = sb_peer_new (inst->endpoints, name, err);
     return self;
 }
 
@@ -599,6 +723,7 @@ s_actor_destroy (sb_actor_t **self_p)
     sb_actor_t *self = *self_p;
     if (!self)
         return;
+    sb_discovery_destroy (&self->discovery);
     sb_peer_destroy (&self->peer);
     zlistx_destroy (&self->timers);
     sb_request_t *req;
@@ -608,7 +733,14 @@ s_actor_destroy (sb_actor_t **self_p)
         s_request_free (req);
     }
     zlistx_destroy (&self->deferred);
+    while ((req = self->spares)) {
+        self->spares = req->next_spare;
+        msgpack_sbuffer_destroy (&req->buffer);
+        free (req);
+    }
     msgpack_sbuffer_destroy (&self->ready);
+    if (self->zone_ready)
+        msgpack_zone_destroy (&self->zone);
     free (self);
     *self_p = NULL;
 }
@@ -627,7 +759,7 @@ s_run_timers (sb_actor_t *self, int64_t now)
 static void
 s_loop (sb_actor_t *self, zsock_t *pipe)
 {
-    zmq_pollitem_t items [1 + S_WATCH_MAX + SB_PEER_LINKS_MAX];
+    zmq_pollitem_t items [1 + S_WATCH_MAX + SB_PEER_LINKS_MAX + 1];
     while (true) {
         size_t n = 0;
         items [n++] = (zmq_pollitem_t) { zsock_resolve (pipe), 0, ZMQ_POLLIN, 0 };
@@ -639,16 +771,22 @@ s_loop (sb_actor_t *self, zsock_t *pipe)
             }
         size_t first_link = n;
         n += sb_peer_pollitems (self->peer, items + n, SB_PEER_LINKS_MAX);
+        int beacon_fd = self->discovery ? sb_discovery_fd (self->discovery) : -1;
+        if (beacon_fd >= 0)
+            items [n] = (zmq_pollitem_t) { NULL, beacon_fd, ZMQ_POLLIN, 0 };
 
         int64_t now = zclock_mono ();
         int64_t next = now + sb_peer_timeout (self->peer);
+        int beacon_wait = self->discovery ? sb_discovery_timeout (self->discovery, now) : -1;
+        if (beacon_wait >= 0 && now + beacon_wait < next)
+            next = now + beacon_wait;
         s_timer_t *timer = zlistx_first (self->timers);
         if (timer && timer->due < next)
             next = timer->due;
         if (self->next_expiry < next)
             next = self->next_expiry;
         long wait = next > now ? (long) (next - now) : 0;
-        if (zmq_poll (items, (int) n, wait) < 0 && zmq_errno () != EINTR)
+        if (zmq_poll (items, (int) n + (beacon_fd >= 0), wait) < 0 && zmq_errno () != EINTR)
             break;                  /* context terminated */
 
         if (items [0].revents & ZMQ_POLLIN) {
@@ -667,6 +805,10 @@ s_loop (sb_actor_t *self, zsock_t *pipe)
             watch->callback (watch->fd, watch->arg);
         }
         sb_peer_handle (self->peer, items + first_link, n - first_link);
+        /*  After the links: discovery may remove the links just polled.  */
+        if (self->discovery && ((beacon_fd >= 0 && (items [n].revents & ZMQ_POLLIN))
+                                || sb_discovery_timeout (self->discovery, zclock_mono ()) == 0))
+            sb_discovery_handle (self->discovery, zclock_mono ());
         sb_peer_tick (self->peer);
         now = zclock_mono ();
         s_run_timers (self, now);
@@ -696,6 +838,7 @@ s_actor_task (zsock_t *pipe, void *args)
     if (rc == 0) {
         s_loop (self, pipe);
         /*  BYE first, so brokers stop sending while fini() runs.  */
+        sb_discovery_destroy (&self->discovery);
         sb_peer_destroy (&self->peer);
         if (inst->service->fini)
             inst->service->fini (self->state);
@@ -713,7 +856,16 @@ sb_instance_start (const sb_service_t *service, int instance,
                    const sb_config_t *config, const char *endpoints,
                    int capacity, sb_error_t *err)
 {
-    if (!service || !endpoints || instance < 0) {
+    return sb_instance_start_with (service, instance, config, endpoints, capacity, NULL, err);
+}
+
+sb_instance_t *
+sb_instance_start_with (const sb_service_t *service, int instance,
+                        const sb_config_t *config, const char *endpoints,
+                        int capacity, const sb_instance_options_t *options,
+                        sb_error_t *err)
+{
+    if (!service || (!endpoints && !(options && options->beacon)) || instance < 0) {
         sb_error_set (err, SB_E_BAD_REQUEST, "no service or no endpoints");
         return NULL;
     }
@@ -727,6 +879,8 @@ sb_instance_start (const sb_service_t *service, int instance,
     self->endpoints = endpoints;
     self->instance = instance;
     self->capacity = capacity;
+    if (options)
+        self->options = *options;
     self->zactor = zactor_new (s_actor_task, self);
     if (!self->zactor || self->start_rc) {
         if (err) {

@@ -34,6 +34,11 @@
 /*  Retry pause for calls that wait while a broker is alive but its
     queue is full.  */
 #define S_RESEND_MS 10
+/*  First chunk of a decoding zone: holds the objects of a body of a few
+    hundred fields without another allocation.  */
+#define S_ZONE_CHUNK 4096
+/*  Answered calls kept for reuse: enough for a few hundred in flight.  */
+#define S_SPARE_MAX 512
 
 typedef struct {
     uint64_t id;
@@ -48,6 +53,7 @@ typedef struct {
     uint8_t trace [16];
     char service [SB_NAME_MAX + 1];
     char method [SB_NAME_MAX + 1];
+    void *next_spare;
 } s_call_t;
 
 typedef struct {
@@ -69,6 +75,10 @@ struct sb_peer {
     zlistx_t *subs;                 /* s_sub_t, owned */
     int64_t next_deadline;
     uint64_t bad_bodies;
+    msgpack_zone zone;              /* decodes replies and events */
+    bool zone_busy;                 /* a callback holds it */
+    s_call_t *spares;               /* answered calls, for reuse */
+    size_t nspares;
     sb_link_welcome_fn *worker_welcome;
     sb_peer_request_fn *worker_request;
     void *worker_arg;
@@ -157,6 +167,11 @@ sb_peer_new_empty (const char *name, sb_error_t *err)
     self->next_id = 1;
     self->next_link_id = 1;
     self->next_deadline = INT64_MAX;
+    if (!msgpack_zone_init (&self->zone, S_ZONE_CHUNK)) {
+        free (self);
+        sb_error_set (err, SB_E_INTERNAL, "out of memory");
+        return NULL;
+    }
     self->calls = zhashx_new ();
     self->waiting = zlistx_new ();
     self->subs = zlistx_new ();
@@ -168,12 +183,31 @@ sb_peer_new_empty (const char *name, sb_error_t *err)
     return self;
 }
 
+/*  A zeroed call, from the spares when there is one.  */
+static s_call_t *
+s_call_new (sb_peer_t *self)
+{
+    s_call_t *call = self->spares;
+    if (!call)
+        return calloc (1, sizeof (s_call_t));
+    self->spares = call->next_spare;
+    self->nspares--;
+    memset (call, 0, sizeof *call);
+    return call;
+}
+
 static void
-s_call_free (s_call_t *call)
+s_call_free (sb_peer_t *self, s_call_t *call)
 {
     if (call->has_body)
         zmq_msg_close (&call->body);
-    free (call);
+    if (self->nspares < S_SPARE_MAX) {
+        call->next_spare = self->spares;
+        self->spares = call;
+        self->nspares++;
+    }
+    else
+        free (call);
 }
 
 void
@@ -185,10 +219,16 @@ sb_peer_destroy (sb_peer_t **self_p)
     for (size_t i = 0; i < self->nlinks; i++)
         sb_link_destroy (&self->links [i]);
     for (s_call_t *call = zhashx_first (self->calls); call; call = zhashx_next (self->calls))
-        s_call_free (call);
+        s_call_free (self, call);
     zhashx_destroy (&self->calls);
+    s_call_t *spare;
+    while ((spare = self->spares)) {
+        self->spares = spare->next_spare;
+        free (spare);
+    }
     zlistx_destroy (&self->waiting);
     zlistx_destroy (&self->subs);
+    msgpack_zone_destroy (&self->zone);
     free (self);
     *self_p = NULL;
 }
@@ -278,6 +318,48 @@ sb_peer_decode (const void *data, size_t size, msgpack_unpacked *unpacked, msgpa
     return 0;
 }
 
+int
+sb_peer_decode_zone (const void *data, size_t size, msgpack_zone *zone, msgpack_object *obj)
+{
+    if (size == 0) {
+        memset (obj, 0, sizeof *obj);
+        obj->type = MSGPACK_OBJECT_NIL;
+        return 0;
+    }
+    if (size > SB_BODY_MAX_DEFAULT || sb_wire_check (data, size, SB_DEPTH_MAX))
+        return -1;
+    size_t offset = 0;
+    if (msgpack_unpack (data, size, &offset, zone, obj) != MSGPACK_UNPACK_SUCCESS
+    ||  offset != size)
+        return -1;
+    return 0;
+}
+
+/*  The peer's decoding zone, or `spare` (initialised here) when a
+    callback that is still running holds the peer's: a callback may
+    dispatch again (a blocking call made from an async callback).  */
+static msgpack_zone *
+s_zone_take (sb_peer_t *self, msgpack_zone *spare)
+{
+    if (!self->zone_busy) {
+        self->zone_busy = true;
+        return &self->zone;
+    }
+    return msgpack_zone_init (spare, S_ZONE_CHUNK) ? spare : NULL;
+}
+
+static void
+s_zone_give (sb_peer_t *self, msgpack_zone *zone)
+{
+    if (zone == &self->zone) {
+        msgpack_zone_clear (zone);
+        self->zone_busy = false;
+    }
+    else
+    if (zone)
+        msgpack_zone_destroy (zone);
+}
+
 /*  --------------------------------------------------------------------
     Calls.  */
 
@@ -356,7 +438,7 @@ sb_peer_call (sb_peer_t *self, const char *service, const char *method,
     if (timeout_ms <= 0)
         timeout_ms = 5000;
     /*  Circuit breakers go here: refuse at once while `service` fails.  */
-    s_call_t *call = calloc (1, sizeof *call);
+    s_call_t *call = s_call_new (self);
     if (!call)
         return sb_error_set (err, SB_E_INTERNAL, "out of memory");
     call->id = self->next_id++;
@@ -371,7 +453,7 @@ sb_peer_call (sb_peer_t *self, const char *service, const char *method,
     randombytes_buf (call->trace, sizeof call->trace);
     if (size > 0) {
         if (zmq_msg_init_size (&call->body, size)) {
-            free (call);
+            s_call_free (self, call);
             return sb_error_set (err, SB_E_INTERNAL, "out of memory");
         }
         memcpy (zmq_msg_data (&call->body), body, size);
@@ -379,7 +461,7 @@ sb_peer_call (sb_peer_t *self, const char *service, const char *method,
     }
     /*  Sealing goes here: seal the body for the service's key.  */
     if (zhashx_insert (self->calls, &call->id, call)) {
-        s_call_free (call);
+        s_call_free (self, call);
         return sb_error_set (err, SB_E_INTERNAL, "request id in use");
     }
     if (zlistx_size (self->waiting) == 0 && s_send_call (self, call, now) == 0) {
@@ -413,13 +495,13 @@ sb_peer_cancel (sb_peer_t *self, uint64_t id)
     s_call_t *call = zhashx_lookup (self->calls, &id);
     if (call) {
         s_unlink_call (self, call);
-        s_call_free (call);
+        s_call_free (self, call);
     }
 }
 
 /*  Calls the call's callback once and frees it.  */
 static void
-s_deliver (s_call_t *call, const void *data, size_t size, const sb_error_t *err)
+s_deliver (sb_peer_t *self, s_call_t *call, const void *data, size_t size, const sb_error_t *err)
 {
     if (call->raw)
         call->raw (data, size, err, call->arg);
@@ -427,20 +509,24 @@ s_deliver (s_call_t *call, const void *data, size_t size, const sb_error_t *err)
     if (err)
         call->callback (NULL, err, call->arg);
     else {
-        msgpack_unpacked unpacked;
+        msgpack_zone spare;
+        msgpack_zone *zone = s_zone_take (self, &spare);
         msgpack_object obj;
-        msgpack_unpacked_init (&unpacked);
-        if (sb_peer_decode (data, size, &unpacked, &obj)) {
+        if (!zone || sb_peer_decode_zone (data, size, zone, &obj)) {
             sb_error_t bad;
-            sb_error_set (&bad, SB_E_INTERNAL, "%s.%s replied with a body that is not valid MessagePack",
-                          call->service, call->method);
+            if (zone)
+                sb_error_set (&bad, SB_E_INTERNAL, "%s.%s replied with a body that is not valid MessagePack",
+                              call->service, call->method);
+            else
+                sb_error_set (&bad, SB_E_INTERNAL, "out of memory decoding the reply of %s.%s",
+                              call->service, call->method);
             call->callback (NULL, &bad, call->arg);
         }
         else
             call->callback (&obj, NULL, call->arg);
-        msgpack_unpacked_destroy (&unpacked);
+        s_zone_give (self, zone);
     }
-    s_call_free (call);
+    s_call_free (self, call);
 }
 
 static int
@@ -457,7 +543,7 @@ s_on_reply (sb_peer_t *self, const sb_header_t *h, zmq_msg_t *body)
         sb_code_t code = h->code >= 1 && h->code <= SB_E_CODE_MAX ? (sb_code_t) h->code
                                                                    : SB_E_INTERNAL;
         sb_error_set (&err, code, "%s", h->text [0] ? h->text : sb_code_name (code));
-        s_deliver (call, NULL, 0, &err);
+        s_deliver (self, call, NULL, 0, &err);
     }
     else
     if (h->flags & SB_F_SEALED) {
@@ -465,10 +551,10 @@ s_on_reply (sb_peer_t *self, const sb_header_t *h, zmq_msg_t *body)
         sb_error_t err;
         sb_error_set (&err, SB_E_INTERNAL, "sealed reply from %s.%s cannot be opened",
                       call->service, call->method);
-        s_deliver (call, NULL, 0, &err);
+        s_deliver (self, call, NULL, 0, &err);
     }
     else
-        s_deliver (call, zmq_msg_data (body), zmq_msg_size (body), NULL);
+        s_deliver (self, call, zmq_msg_data (body), zmq_msg_size (body), NULL);
     return 1;
 }
 
@@ -546,12 +632,12 @@ s_on_event (sb_peer_t *self, const sb_header_t *h, zmq_msg_t *body)
 {
     if (!(h->present & SB_H_TOPIC))
         return 0;
-    msgpack_unpacked unpacked;
+    msgpack_zone spare;
+    msgpack_zone *zone = s_zone_take (self, &spare);
     msgpack_object obj;
-    msgpack_unpacked_init (&unpacked);
     int dispatched = 0;
-    if ((h->flags & SB_F_SEALED)
-    ||  sb_peer_decode (zmq_msg_data (body), zmq_msg_size (body), &unpacked, &obj))
+    if (!zone || (h->flags & SB_F_SEALED)
+    ||  sb_peer_decode_zone (zmq_msg_data (body), zmq_msg_size (body), zone, &obj))
         self->bad_bodies++;
     else {
         bool grouped = (h->present & SB_H_GROUP) != 0;
@@ -564,7 +650,7 @@ s_on_event (sb_peer_t *self, const sb_header_t *h, zmq_msg_t *body)
             dispatched++;
         }
     }
-    msgpack_unpacked_destroy (&unpacked);
+    s_zone_give (self, zone);
     return dispatched;
 }
 
@@ -685,7 +771,7 @@ sb_peer_tick (sb_peer_t *self)
         sb_error_t err;
         sb_error_set (&err, SB_E_TIMEOUT, "no answer from %s.%s within %d ms",
                       call->service, call->method, call->timeout_ms);
-        s_deliver (call, NULL, 0, &err);
+        s_deliver (self, call, NULL, 0, &err);
         answered++;
     }
     zlistx_destroy (&expired);

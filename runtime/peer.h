@@ -87,6 +87,12 @@ int sb_peer_subscribe (sb_peer_t *self, const char *prefix, const char *group,
     pass and no allocation.  0, or -1 if it is not one valid object.  */
 int sb_peer_decode (const void *data, size_t size, msgpack_unpacked *unpacked,
                     msgpack_object *obj) SB_WARN_UNUSED;
+/*  The same into a zone the caller keeps from message to message (no
+    allocation once the zone's first chunk is there).  obj borrows from
+    data and zone until the caller clears the zone (msgpack_zone_clear,
+    which also gives back the chunks a large object needed).  */
+int sb_peer_decode_zone (const void *data, size_t size, msgpack_zone *zone,
+                         msgpack_object *obj) SB_WARN_UNUSED;
 
 /*  Fills items with the links' sockets (ZMQ_POLLIN); returns how many.  */
 size_t sb_peer_pollitems (sb_peer_t *self, zmq_pollitem_t *items, size_t max);
