@@ -19,6 +19,7 @@ s_help (FILE *out)
         "\n"
         "options:\n"
         "  -c, --connect ENDPOINT  broker to use (default $SB_CONNECT, else %s)\n"
+        SB_CLI_CLUSTER_HELP
         "  -t, --timeout MS        give up after MS milliseconds (default 5000)\n"
         "  -h, --help              this text\n"
         "\n"
@@ -40,6 +41,7 @@ sb_cmd_call (int argc, char **argv)
     static const struct option options [] = {
         { "connect", required_argument, NULL, 'c' },
         { "timeout", required_argument, NULL, 't' },
+        SB_CLI_CLUSTER_OPTIONS,
         { "help", no_argument, NULL, 'h' },
         { NULL, 0, NULL, 0 }
     };
@@ -52,6 +54,10 @@ sb_cmd_call (int argc, char **argv)
             connect = optarg;
         else if (opt == 't') {
             if (sb_cli_int ("call", "timeout", optarg, 1, 3600000, &timeout_ms) == -1)
+                return SB_EXIT_USAGE;
+        }
+        else if (opt >= SB_CLI_OPT_CLUSTER && opt <= SB_CLI_OPT_BEACON_PORT) {
+            if (sb_cli_cluster_option ("call", opt, optarg) == -1)
                 return SB_EXIT_USAGE;
         }
         else if (opt == 'h') {
@@ -85,7 +91,7 @@ sb_cmd_call (int argc, char **argv)
         return SB_EXIT_USAGE;
     }
     int status = SB_EXIT_FAILURE;
-    sb_client_t *client = sb_cli_client ("call", sb_cli_endpoint (connect), (int) timeout_ms);
+    sb_client_t *client = sb_cli_client ("call", sb_cli_endpoints (connect), (int) timeout_ms);
     if (client) {
         sb_reply_t *reply = NULL;
         sb_error_t err = { 0 };

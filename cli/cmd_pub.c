@@ -24,6 +24,7 @@ s_help (FILE *out)
         "\n"
         "options:\n"
         "  -c, --connect ENDPOINT  broker to use (default $SB_CONNECT, else %s)\n"
+        SB_CLI_CLUSTER_HELP
         "  -t, --timeout MS        wait at most MS for the broker (default 5000)\n"
         "  -h, --help              this text\n"
         "\n"
@@ -56,6 +57,7 @@ sb_cmd_pub (int argc, char **argv)
     static const struct option options [] = {
         { "connect", required_argument, NULL, 'c' },
         { "timeout", required_argument, NULL, 't' },
+        SB_CLI_CLUSTER_OPTIONS,
         { "help", no_argument, NULL, 'h' },
         { NULL, 0, NULL, 0 }
     };
@@ -68,6 +70,10 @@ sb_cmd_pub (int argc, char **argv)
             connect = optarg;
         else if (opt == 't') {
             if (sb_cli_int ("pub", "timeout", optarg, 1, 3600000, &timeout_ms) == -1)
+                return SB_EXIT_USAGE;
+        }
+        else if (opt >= SB_CLI_OPT_CLUSTER && opt <= SB_CLI_OPT_BEACON_PORT) {
+            if (sb_cli_cluster_option ("pub", opt, optarg) == -1)
                 return SB_EXIT_USAGE;
         }
         else if (opt == 'h') {
@@ -95,7 +101,7 @@ sb_cmd_pub (int argc, char **argv)
         return SB_EXIT_USAGE;
     }
     int status = SB_EXIT_FAILURE;
-    sb_client_t *client = sb_cli_client ("pub", sb_cli_endpoint (connect), (int) timeout_ms);
+    sb_client_t *client = sb_cli_client ("pub", sb_cli_endpoints (connect), (int) timeout_ms);
     if (client) {
         /*  ping, publish, ping: the first ping waits for the session to
             the broker, the second for the event to have been routed.  */

@@ -17,6 +17,7 @@ s_help (FILE *out)
         "\n"
         "options:\n"
         "  -c, --connect ENDPOINT  broker to ask (default $SB_CONNECT, else %s)\n"
+        SB_CLI_CLUSTER_HELP
         "  -t, --timeout MS        wait at most MS for the answer (default 5000)\n"
         "  -j, --json              print the sys.services reply as JSON\n"
         "  -h, --help              this text\n"
@@ -105,6 +106,7 @@ sb_cmd_services (int argc, char **argv)
         { "connect", required_argument, NULL, 'c' },
         { "timeout", required_argument, NULL, 't' },
         { "json", no_argument, NULL, 'j' },
+        SB_CLI_CLUSTER_OPTIONS,
         { "help", no_argument, NULL, 'h' },
         { NULL, 0, NULL, 0 }
     };
@@ -122,6 +124,10 @@ sb_cmd_services (int argc, char **argv)
         }
         else if (opt == 'j')
             json = true;
+        else if (opt >= SB_CLI_OPT_CLUSTER && opt <= SB_CLI_OPT_BEACON_PORT) {
+            if (sb_cli_cluster_option ("services", opt, optarg) == -1)
+                return SB_EXIT_USAGE;
+        }
         else if (opt == 'h') {
             s_help (stdout);
             return SB_EXIT_OK;
@@ -135,7 +141,7 @@ sb_cmd_services (int argc, char **argv)
         fprintf (stderr, "sb services: unexpected argument '%.64s'\n", argv [optind]);
         return SB_EXIT_USAGE;
     }
-    sb_client_t *client = sb_cli_client ("services", sb_cli_endpoint (connect), (int) timeout_ms);
+    sb_client_t *client = sb_cli_client ("services", sb_cli_endpoints (connect), (int) timeout_ms);
     if (!client)
         return SB_EXIT_FAILURE;
     int status = SB_EXIT_OK;

@@ -41,6 +41,7 @@ s_help (FILE *out)
         "\n"
         "options:\n"
         "  -c, --connect ENDPOINT  broker to use (default $SB_CONNECT, else %s)\n"
+        SB_CLI_CLUSTER_HELP
         "  -g, --group NAME        join the balanced group NAME\n"
         "  -n, --count N           exit after N events\n"
         "  -t, --timeout MS        exit after MS milliseconds\n"
@@ -107,6 +108,7 @@ sb_cmd_sub (int argc, char **argv)
         { "group", required_argument, NULL, 'g' },
         { "count", required_argument, NULL, 'n' },
         { "timeout", required_argument, NULL, 't' },
+        SB_CLI_CLUSTER_OPTIONS,
         { "help", no_argument, NULL, 'h' },
         { NULL, 0, NULL, 0 }
     };
@@ -132,6 +134,10 @@ sb_cmd_sub (int argc, char **argv)
             if (sb_cli_int ("sub", "timeout", optarg, 1, 2000000000, &timeout_ms) == -1)
                 return SB_EXIT_USAGE;
         }
+        else if (opt >= SB_CLI_OPT_CLUSTER && opt <= SB_CLI_OPT_BEACON_PORT) {
+            if (sb_cli_cluster_option ("sub", opt, optarg) == -1)
+                return SB_EXIT_USAGE;
+        }
         else if (opt == 'h') {
             s_help (stdout);
             return SB_EXIT_OK;
@@ -153,7 +159,7 @@ sb_cmd_sub (int argc, char **argv)
         return SB_EXIT_USAGE;
     }
     int64_t deadline = timeout_ms > 0 ? s_now_ms () + timeout_ms : 0;
-    sb_client_t *client = sb_cli_client ("sub", sb_cli_endpoint (connect), 5000);
+    sb_client_t *client = sb_cli_client ("sub", sb_cli_endpoints (connect), 5000);
     if (!client)
         return SB_EXIT_FAILURE;
     struct sigaction action = { .sa_handler = s_on_signal };

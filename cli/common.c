@@ -46,14 +46,98 @@ sb_cli_valid_name (const char *name, size_t len)
     return true;
 }
 
+/*  Cluster options given on the command line (one command per process). */
+static sb_cli_cluster_t s_cluster_options;
+
+int
+sb_cli_cluster_option (const char *cmd, int opt, const char *arg)
+{
+    if (opt == SB_CLI_OPT_CLUSTER) {
+        if (!*arg || strlen (arg) > 255) {
+            fprintf (stderr, "sb %s: --cluster: expected a name of 1 to 255 bytes\n", cmd);
+            return -1;
+        }
+        s_cluster_options.cluster = arg;
+        return 1;
+    }
+    if (opt == SB_CLI_OPT_BEACON) {
+        if (!*arg) {
+            fprintf (stderr, "sb %s: --beacon: expected lo, an interface name, 239.x.y.z "
+                     "or off\n", cmd);
+            return -1;
+        }
+        s_cluster_options.beacon = arg;
+        return 1;
+    }
+    if (opt == SB_CLI_OPT_BEACON_PORT) {
+        long port;
+        if (sb_cli_int (cmd, "beacon-port", arg, 1, 65535, &port) == -1)
+            return -1;
+        s_cluster_options.port = (int) port;
+        return 1;
+    }
+    return 0;
+}
+
+sb_cli_cluster_t
+sb_cli_cluster (void)
+{
+    sb_cli_cluster_t cluster = s_cluster_options;
+    const char *env;
+    if (!cluster.cluster && (env = getenv ("SB_CLUSTER")) && *env)
+        cluster.cluster = env;
+    if (!cluster.beacon && (env = getenv ("SB_BEACON")) && *env)
+        cluster.beacon = env;
+    if (!cluster.port && (env = getenv ("SB_BEACON_PORT")) && *env) {
+        char *end = NULL;
+        long port = strtol (env, &end, 10);
+        if (*end == 0 && port >= 1 && port <= 65535)
+            cluster.port = (int) port;
+    }
+    return cluster;
+}
+
+const char *
+sb_cli_endpoints (const char *option)
+{
+    if (option && *option)
+        return option;
+    const char *env = getenv ("SB_CONNECT");
+    if (env && *env)
+        return env;
+    return sb_cli_cluster ().beacon ? NULL : SB_CONNECT_DEFAULT;
+}
+
 sb_client_t *
 sb_cli_client (const char *cmd, const char *endpoints, int timeout_ms)
 {
-    sb_client_options_t options = { .endpoints = endpoints, .timeout_ms = timeout_ms };
+    sb_cli_cluster_t cluster = sb_cli_cluster ();
+    sb_client_options_t options = { .endpoints = endpoints, .timeout_ms = timeout_ms,
+                                    .cluster = cluster.cluster, .beacon = cluster.beacon,
+                                    .beacon_port = cluster.port };
     sb_error_t err = { 0 };
     sb_client_t *client = sb_client_new (&options, &err);
-    if (!client)
-        fprintf (stderr, "sb %s: cannot connect to %s: %s\n", cmd, endpoints, err.text);
+    if (!client) {
+        if (endpoints)
+            fprintf (stderr, "sb %s: cannot connect to %s: %s\n", cmd, endpoints, err.text);
+        else
+            fprintf (stderr, "sb %s: cannot join cluster '%s': %s\n", cmd,
+                     cluster.cluster ? cluster.cluster : "default", err.text);
+        return NULL;
+    }
+    if (cluster.beacon && !endpoints) {
+        /*  Beacons only: wait a bounded time for the first broker.  */
+        sb_reply_t *reply = NULL;
+        if (sb_client_call (client, "sys", "ping", "\xc0", 1, SB_CLI_DISCOVERY_MS,
+                            &reply, &err) == -1) {
+            fprintf (stderr, "sb %s: no broker of cluster '%s' answered within %d ms "
+                     "(beacon %s): %s\n", cmd, cluster.cluster ? cluster.cluster : "default",
+                     SB_CLI_DISCOVERY_MS, cluster.beacon, err.text);
+            sb_client_destroy (&client);
+            return NULL;
+        }
+        sb_reply_destroy (&reply);
+    }
     return client;
 }
 

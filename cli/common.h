@@ -28,7 +28,55 @@ int sb_cli_int (const char *cmd, const char *name, const char *text, long min, l
 /*  True for [A-Za-z0-9_-]{1,64} (service and method names).  */
 bool sb_cli_valid_name (const char *name, size_t len);
 
-/*  Connects a client; NULL after printing "sb CMD: ..." on stderr.  */
+/*  Cluster options shared by run, call, pub, sub and services.  Each
+    command adds SB_CLI_CLUSTER_OPTIONS to its getopt_long table, lets
+    sb_cli_cluster_option look at every option first, and puts
+    SB_CLI_CLUSTER_HELP in its --help.  Without --beacon (or $SB_BEACON)
+    nothing changes: the broker is --connect, else $SB_CONNECT, else the
+    default.  With a beacon the --connect endpoints (or $SB_CONNECT) are
+    static seeds, and without them the brokers are found by beacon only.  */
+#define SB_CLI_OPT_CLUSTER 0x101
+#define SB_CLI_OPT_BEACON 0x102
+#define SB_CLI_OPT_BEACON_PORT 0x103
+#define SB_CLI_CLUSTER_OPTIONS \
+    { "cluster", required_argument, NULL, SB_CLI_OPT_CLUSTER }, \
+    { "beacon", required_argument, NULL, SB_CLI_OPT_BEACON }, \
+    { "beacon-port", required_argument, NULL, SB_CLI_OPT_BEACON_PORT }
+#define SB_CLI_CLUSTER_HELP \
+    "      --cluster NAME      cluster to join (default $SB_CLUSTER, else 'default')\n" \
+    "      --beacon MODE       find the cluster's brokers by UDP beacon: lo (this\n" \
+    "                          machine), an interface name, 239.x.y.z[@IFACE]\n" \
+    "                          (multicast) or off (default $SB_BEACON, else no\n" \
+    "                          beacons); --connect endpoints are then static seeds\n" \
+    "      --beacon-port PORT  UDP beacon port (default $SB_BEACON_PORT, else 7690)\n"
+
+/*  How long a one-shot command waits for the first broker found by
+    beacon: 1.5 default beacon intervals, plus the HELLO/WELCOME.  */
+#define SB_CLI_DISCOVERY_MS 2000
+
+typedef struct {
+    const char *cluster;        /* NULL: "default" */
+    const char *beacon;         /* NULL: no beacons */
+    int port;                   /* 0: default */
+} sb_cli_cluster_t;
+
+/*  1 if `opt` was a cluster option (recorded), 0 if it was not, -1 after
+    printing "sb CMD: ..." for a bad value.  */
+int sb_cli_cluster_option (const char *cmd, int opt, const char *arg);
+
+/*  The cluster settings: the options, else $SB_CLUSTER, $SB_BEACON,
+    $SB_BEACON_PORT (a bad port in the environment is ignored).  */
+sb_cli_cluster_t sb_cli_cluster (void);
+
+/*  The endpoints to use for --connect `option`: the option, else
+    $SB_CONNECT, else the default when no beacon is set, else NULL
+    (brokers found by beacon only).  */
+const char *sb_cli_endpoints (const char *option);
+
+/*  Connects a client; NULL after printing "sb CMD: ..." on stderr.
+    With a beacon set and `endpoints` NULL it first waits up to
+    SB_CLI_DISCOVERY_MS for a broker of the cluster to answer sys.ping,
+    and says so if none does.  */
 sb_client_t *sb_cli_client (const char *cmd, const char *endpoints, int timeout_ms);
 
 /*  Converts a JSON argument into MessagePack: NULL means nil, "-" reads
