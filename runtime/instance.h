@@ -12,6 +12,7 @@
 #define SB_INSTANCE_H_INCLUDED
 
 #include "switchboard.h"
+#include "schema.h"
 
 typedef struct sb_instance sb_instance_t;
 
@@ -27,6 +28,37 @@ typedef struct sb_instance sb_instance_t;
 sb_instance_t *sb_instance_start (const sb_service_t *service, int instance,
                                   const sb_config_t *config, const char *endpoints,
                                   int capacity, sb_error_t *err);
+
+/*  What sb_instance_start_with adds; all zero is sb_instance_start.  */
+typedef struct {
+    /*  Method schemas (schema.h), borrowed: must outlive the instance.
+        Each method's schema is looked up once, at start.  A request to a
+        method the set describes is validated after decoding; the first
+        violation is answered bad_request "<path>: <why>" and the handler
+        never runs.  Methods the set does not describe are not checked.
+        NULL: no validation.  */
+    const sb_schema_set_t *schemas;
+    /*  Debug: also validate each reply a handler sends (sb_reply_send,
+        sb_reply_bytes) against the reply schema; one that does not conform
+        is answered internal "reply <path>: <why>" instead.  Costs a decode
+        per reply, so off by default.  */
+    bool validate_replies;
+    /*  Cluster discovery (discovery.h).  With `beacon` set the instance
+        also links to every broker of `cluster` whose beacon it hears, and
+        drops it when it leaves or falls silent; `endpoints` are then
+        static seeds (never dropped) and may be NULL.  `beacon` is "lo",
+        an interface name, "239.x.y.z[@IFACE]" or "off" (seeds only).
+        NULL: `endpoints` only, no beacons.  Strings are borrowed.  */
+    const char *cluster;            /* NULL: "default" */
+    const char *beacon;
+    int beacon_port;                /* 0: 7690 */
+} sb_instance_options_t;
+
+/*  sb_instance_start with options (NULL: none).  */
+sb_instance_t *sb_instance_start_with (const sb_service_t *service, int instance,
+                                       const sb_config_t *config, const char *endpoints,
+                                       int capacity, const sb_instance_options_t *options,
+                                       sb_error_t *err);
 
 /*  Says BYE to the brokers, stops the thread after running fini() on it,
     frees everything and NULLs *self_p.  Safe on NULL and twice.  */

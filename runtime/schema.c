@@ -1153,6 +1153,65 @@ sb_schema_set_find (const sb_schema_set_t *self, const char *service, const char
     return NULL;
 }
 
+/*  Appends "; " (unless first) and the formatted piece to text; once it
+    is full, the end is replaced by "...".  */
+static void
+s_append (char *text, size_t size, const char *fmt, ...) __attribute__ ((format (printf, 3, 4)));
+
+static void
+s_append (char *text, size_t size, const char *fmt, ...)
+{
+    size_t used = strlen (text);
+    if (used + 4 >= size)
+        return;
+    if (used) {
+        snprintf (text + used, size - used, "; ");
+        used += 2;
+    }
+    va_list args;
+    va_start (args, fmt);
+    int n = vsnprintf (text + used, size - used, fmt, args);
+    va_end (args);
+    if (n < 0 || (size_t) n >= size - used)
+        memcpy (text + size - 4, "...", 4);
+}
+
+int
+sb_schema_set_check_service (const sb_schema_set_t *self, const sb_service_t *service,
+                             sb_error_t *err)
+{
+    if (!self || !service || !service->name)
+        return 0;
+    char text [SB_ERROR_TEXT_MAX] = "";
+    int count = 0;
+    for (size_t i = 0; i < self->size; i++) {
+        const sb_method_schema_t *m = self->methods [i];
+        if (strcmp (m->service, service->name) != 0)
+            continue;
+        const sb_method_t *method = NULL;
+        for (const sb_method_t *p = service->methods; p && p->name; p++)
+            if (strcmp (p->name, m->name) == 0) {
+                method = p;
+                break;
+            }
+        if (!method) {
+            s_append (text, sizeof text, "%s.%s: in the schema, not in the plugin",
+                      m->service, m->name);
+            count++;
+        }
+        else
+        if (m->idempotent != ((method->flags & SB_METHOD_IDEMPOTENT) != 0)) {
+            s_append (text, sizeof text, "%s.%s: %sidempotent in the schema, %s in the plugin",
+                      m->service, m->name, m->idempotent ? "" : "not ",
+                      m->idempotent ? "not" : "idempotent");
+            count++;
+        }
+    }
+    if (count)
+        sb_error_set (err, SB_E_BAD_REQUEST, "%s", text);
+    return count;
+}
+
 size_t
 sb_schema_set_size (const sb_schema_set_t *self)
 {

@@ -60,6 +60,17 @@ const sb_method_schema_t *sb_schema_set_find (const sb_schema_set_t *self,
 size_t sb_schema_set_size (const sb_schema_set_t *self);
 const sb_method_schema_t *sb_schema_set_method (const sb_schema_set_t *self, size_t index);
 
+/*  Compares a plugin's service with what the set says of it: a method the
+    set describes that the service lacks, or an idempotent flag that
+    differs, is a disagreement.  Methods without a schema are not one (they
+    are just not validated).  Returns the number of disagreements (0 also
+    when the set does not describe the service); when there are any, err
+    (code SB_E_BAD_REQUEST) lists them on one line, cut with "..." if long:
+    "echo.nosuch: in the schema, not in the plugin; echo.sleep: idempotent
+    in the schema, not in the plugin".  */
+int sb_schema_set_check_service (const sb_schema_set_t *self, const sb_service_t *service,
+                                 sb_error_t *err);
+
 /*  Accessors.  Descriptions and versions are "" when the file has none.  */
 const char *sb_method_schema_service (const sb_method_schema_t *self);
 const char *sb_method_schema_name (const sb_method_schema_t *self);
