@@ -10,11 +10,16 @@
     thread inherits the mask and the main thread alone takes them with
     sigwait(); then the instances stop in reverse order (each says BYE to
     its brokers and runs fini()), and only then are the plugins unloaded.
+
+    Requests are validated against the method schemas of --schemas DIR
+    (schema.h) before any handler runs; a plugin that disagrees with its
+    schema file (a method it lacks, another idempotent flag) is warned of.
 */
 #include "common.h"
 #include "service_config.h"
 #include "instance.h"
 #include "plugin.h"
+#include "schema.h"
 
 #include <getopt.h>
 #include <pthread.h>
@@ -22,6 +27,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #define SB_RUN_ENDPOINTS_MAX 16
 #define SB_RUN_SETS_MAX 256
@@ -34,6 +40,7 @@ typedef struct {
     sb_instance_t *instances [SB_RUN_PLUGINS_MAX * SB_RUN_INSTANCES_MAX];
     int instance_count;
     sb_config_t *config;
+    sb_schema_set_t *schemas;       /* NULL: no validation */
 } run_t;
 
 static void
@@ -41,7 +48,7 @@ s_help (FILE *out)
 {
     fprintf (out,
         "usage: sb run [--connect ENDPOINT]... [--config FILE] [--set SERVICE/KEY=VALUE]...\n"
-        "              [--instances N] [--capacity N] PLUGIN...\n"
+        "              [--instances N] [--capacity N] [--schemas DIR] PLUGIN...\n"
         "\n"
         "Hosts service plugins: loads each PLUGIN (a path, or a bare name such as 'echo'\n"
         "looked up in $SB_PLUGIN_DIR, a colon-separated list, else %s),\n"
@@ -57,17 +64,22 @@ s_help (FILE *out)
         "  -s, --set SVC/KEY=VALUE  set or override one configuration value\n"
         "  -n, --instances N        instances per service (default 1, at most %d)\n"
         "  -C, --capacity N         requests one instance holds at once (default %d)\n"
+        "  -S, --schemas DIR        validate requests against the schemas (*.json) in DIR\n"
+        "                           (default $SB_SCHEMAS, else %s;\n"
+        "                           when that is missing, nothing is validated)\n"
+        "      --validate-replies   debug: also check every reply against its schema\n"
         "  -h, --help               this text\n"
         "\n"
-        "exit status: 0 stopped by a signal; 1 a plugin or an instance could not start;\n"
-        "2 usage error.\n"
+        "exit status: 0 stopped by a signal; 1 a plugin, the schemas or an instance\n"
+        "could not load or start; 2 usage error.\n"
         "\n"
         "examples:\n"
         "  sb run echo\n"
         "  sb run --instances 3 ./build/services/.libs/echo.so\n"
         "  sb run --connect tcp://10.0.0.1:7600 --connect tcp://10.0.0.2:7600 echo\n"
         "  sb run --config services.cfg --set echo/sleep_max_ms=1000 echo ./my_service.so\n",
-        SB_PLUGIN_DIR, SB_CONNECT_DEFAULT, SB_RUN_INSTANCES_MAX, SB_INSTANCE_CAPACITY_DEFAULT);
+        SB_PLUGIN_DIR, SB_CONNECT_DEFAULT, SB_RUN_INSTANCES_MAX, SB_INSTANCE_CAPACITY_DEFAULT,
+        SB_SCHEMA_DIR);
 }
 
 /*  Stops every instance (newest first), then unloads the plugins.  */
@@ -79,6 +91,7 @@ s_shutdown (run_t *self)
     while (self->plugin_count > 0)
         sb_plugin_destroy (&self->plugins [--self->plugin_count]);
     sb_config_destroy (&self->config);
+    sb_schema_set_destroy (&self->schemas);
 }
 
 /*  Appends an endpoint (or a comma-separated list) to `list`.  */
@@ -142,11 +155,40 @@ s_check_sets (run_t *self, int count, char **sets)
     return 0;
 }
 
+/*  Loads the schema set: from `dir` when given (--schemas, $SB_SCHEMAS),
+    where failing is an error; else from the installed directory, which
+    may be missing (then nothing is validated, said once).  Warns of each
+    plugin that disagrees with its schema file.  */
+static int
+s_load_schemas (run_t *self, const char *dir)
+{
+    if (!dir || !*dir) {
+        dir = SB_SCHEMA_DIR;
+        if (access (dir, F_OK) != 0) {
+            fprintf (stderr, "sb run: no schema directory %s, requests are not validated\n", dir);
+            return 0;
+        }
+    }
+    sb_error_t err = { 0 };
+    self->schemas = sb_schema_set_load_dir (dir, &err);
+    if (!self->schemas) {
+        fprintf (stderr, "sb run: schemas: %s\n", err.text);
+        return -1;
+    }
+    for (int i = 0; i < self->plugin_count; i++) {
+        const sb_service_t *service = sb_plugin_service (self->plugins [i]);
+        if (sb_schema_set_check_service (self->schemas, service, &err))
+            fprintf (stderr, "sb run: warning: %s disagrees with %s: %s\n",
+                     sb_plugin_path (self->plugins [i]), dir, err.text);
+    }
+    return 0;
+}
+
 /*  Configuration and plugins: everything that can be checked before any
     thread starts.  Returns an exit status (0 to go on).  */
 static int
 s_prepare (run_t *self, const char *config_file, int set_count, char **sets,
-           int plugin_count, char **plugins)
+           int plugin_count, char **plugins, const char *schema_dir)
 {
     sb_error_t err = { 0 };
     if (config_file && sb_config_load (self->config, config_file, &err) == -1) {
@@ -162,12 +204,17 @@ s_prepare (run_t *self, const char *config_file, int set_count, char **sets,
         }
     if (s_check_sets (self, set_count, sets) == -1)
         return SB_EXIT_USAGE;
+    if (s_load_schemas (self, schema_dir) == -1)
+        return SB_EXIT_FAILURE;
     return SB_EXIT_OK;
 }
 
 static int
-s_start_instances (run_t *self, const char *endpoints, int instances, int capacity)
+s_start_instances (run_t *self, const char *endpoints, int instances, int capacity,
+                   bool validate_replies)
 {
+    sb_instance_options_t options = { .schemas = self->schemas,
+                                      .validate_replies = validate_replies };
     for (int i = 0; i < self->plugin_count; i++) {
         const sb_service_t *service = sb_plugin_service (self->plugins [i]);
         const sb_config_t *view = sb_config_view (self->config, service->name);
@@ -177,7 +224,8 @@ s_start_instances (run_t *self, const char *endpoints, int instances, int capaci
         }
         for (int n = 0; n < instances; n++) {
             sb_error_t err = { 0 };
-            sb_instance_t *instance = sb_instance_start (service, n, view, endpoints, capacity, &err);
+            sb_instance_t *instance = sb_instance_start_with (service, n, view, endpoints,
+                                                              capacity, &options, &err);
             if (!instance) {
                 fprintf (stderr, "sb run: %s: instance %d of '%s' failed to start: %s\n",
                          sb_plugin_path (self->plugins [i]), n, service->name, err.text);
@@ -198,6 +246,8 @@ sb_cmd_run (int argc, char **argv)
         { "set", required_argument, NULL, 's' },
         { "instances", required_argument, NULL, 'n' },
         { "capacity", required_argument, NULL, 'C' },
+        { "schemas", required_argument, NULL, 'S' },
+        { "validate-replies", no_argument, NULL, 'R' },
         { "help", no_argument, NULL, 'h' },
         { NULL, 0, NULL, 0 }
     };
@@ -212,9 +262,11 @@ sb_cmd_run (int argc, char **argv)
     char *sets [SB_RUN_SETS_MAX];
     int set_count = 0;
     long instances = 1, capacity = 0;
+    const char *schema_dir = getenv ("SB_SCHEMAS");
+    bool validate_replies = false;
     int opt;
     optind = 1;
-    while ((opt = getopt_long (argc, argv, "c:f:s:n:C:h", options, NULL)) != -1) {
+    while ((opt = getopt_long (argc, argv, "c:f:s:n:C:S:h", options, NULL)) != -1) {
         if (opt == 'c') {
             if (s_add_endpoints (endpoints, sizeof endpoints, optarg) == -1) {
                 fprintf (stderr, "sb run: --connect: empty, or too many endpoints\n");
@@ -238,6 +290,15 @@ sb_cmd_run (int argc, char **argv)
             if (sb_cli_int ("run", "capacity", optarg, 1, 100000, &capacity) == -1)
                 return SB_EXIT_USAGE;
         }
+        else if (opt == 'S') {
+            if (!*optarg) {
+                fprintf (stderr, "sb run: --schemas: empty directory name\n");
+                return SB_EXIT_USAGE;
+            }
+            schema_dir = optarg;
+        }
+        else if (opt == 'R')
+            validate_replies = true;
         else if (opt == 'h') {
             s_help (stdout);
             return SB_EXIT_OK;
@@ -261,8 +322,11 @@ sb_cmd_run (int argc, char **argv)
         free (self);
         return SB_EXIT_FAILURE;
     }
-    int status = s_prepare (self, config_file, set_count, sets, plugin_count, argv + optind);
-    if (status == SB_EXIT_OK && s_start_instances (self, endpoints, (int) instances, (int) capacity) == -1)
+    int status = s_prepare (self, config_file, set_count, sets, plugin_count, argv + optind,
+                            schema_dir);
+    if (status == SB_EXIT_OK
+    &&  s_start_instances (self, endpoints, (int) instances, (int) capacity,
+                           validate_replies) == -1)
         status = SB_EXIT_FAILURE;
     if (status == SB_EXIT_OK) {
         for (int p = 0; p < self->plugin_count; p++)
