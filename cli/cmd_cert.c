@@ -16,7 +16,7 @@ s_help (FILE *out)
 {
     fprintf (out,
         "usage: sb cert sign --authority AUTHORITY.key --member NAME.pub [--offer LIST]\n"
-        "                    [--call LIST] [--days N] --out FILE\n"
+        "                    [--call LIST] [--days N | --seconds N] --out FILE\n"
         "       sb cert show [--authority-pub AUTHORITY.pub] FILE\n"
         "\n"
         "sign  issues a member certificate: the member's name and public keys, the\n"
@@ -36,6 +36,8 @@ s_help (FILE *out)
         "  -o, --offer LIST          services the member may offer (default: none)\n"
         "  -c, --call LIST           services the member may call (default: none)\n"
         "  -d, --days N              lifetime in days, 1..3650 (default 365)\n"
+        "  -s, --seconds N           lifetime in seconds instead, 1..315360000 (short-lived\n"
+        "                            certificates, tests of expiry)\n"
         "  -O, --out FILE            where to write the certificate (sign)\n"
         "  -p, --authority-pub FILE  the authority's public key, to verify (show)\n"
         "  -h, --help                this text\n"
@@ -95,7 +97,7 @@ s_print (const sb_cert_t *cert)
 
 static int
 s_sign (const char *authority_path, const char *member_path, const char *offer, const char *call,
-        long days, const char *out_path)
+        uint64_t lifetime, const char *out_path)
 {
     sb_error_t err = { 0 };
     sb_keys_t *authority = NULL, *member = NULL;
@@ -119,7 +121,7 @@ s_sign (const char *authority_path, const char *member_path, const char *offer, 
         fprintf (stderr, "sb cert: %s: not a member key (made by 'sb keygen member')\n", member_path);
         goto done;
     }
-    if (sb_cert_init (cert, member, (uint64_t) time (NULL), (uint64_t) days * 86400, &err)
+    if (sb_cert_init (cert, member, (uint64_t) time (NULL), lifetime, &err)
     ||  sb_cert_add_offer_list (cert, offer, &err)
     ||  sb_cert_add_call_list (cert, call, &err)) {
         fprintf (stderr, "sb cert: %s\n", err.text);
@@ -196,6 +198,7 @@ sb_cmd_cert (int argc, char **argv)
         { "offer", required_argument, NULL, 'o' },
         { "call", required_argument, NULL, 'c' },
         { "days", required_argument, NULL, 'd' },
+        { "seconds", required_argument, NULL, 's' },
         { "out", required_argument, NULL, 'O' },
         { "authority-pub", required_argument, NULL, 'p' },
         { "help", no_argument, NULL, 'h' },
@@ -203,11 +206,12 @@ sb_cmd_cert (int argc, char **argv)
     };
     const char *authority = NULL, *member = NULL, *offer = NULL, *call = NULL;
     const char *out = NULL, *authority_pub = NULL;
-    long days = 365;
+    long days = 365, seconds = 0;
+    bool days_given = false;
     int opt;
     optind = 1;
     opterr = 0;
-    while ((opt = getopt_long (argc, argv, "a:m:o:c:d:O:p:h", options, NULL)) != -1) {
+    while ((opt = getopt_long (argc, argv, "a:m:o:c:d:s:O:p:h", options, NULL)) != -1) {
         switch (opt) {
             case 'a': authority = optarg; break;
             case 'm': member = optarg; break;
@@ -220,6 +224,17 @@ sb_cmd_cert (int argc, char **argv)
                 days = strtol (optarg, &end, 10);
                 if (!*optarg || *end || days < 1 || days > 3650) {
                     fprintf (stderr, "sb cert: --days must be a whole number from 1 to 3650, not '%.40s'\n",
+                             optarg);
+                    return SB_EXIT_USAGE;
+                }
+                days_given = true;
+                break;
+            }
+            case 's': {
+                char *end = NULL;
+                seconds = strtol (optarg, &end, 10);
+                if (!*optarg || *end || seconds < 1 || seconds > 315360000L) {
+                    fprintf (stderr, "sb cert: --seconds must be a whole number from 1 to 315360000, not '%.40s'\n",
                              optarg);
                     return SB_EXIT_USAGE;
                 }
@@ -246,7 +261,12 @@ sb_cmd_cert (int argc, char **argv)
             fprintf (stderr, "sb cert: --authority-pub is for 'show'; sign with --authority\n");
             return SB_EXIT_USAGE;
         }
-        return s_sign (authority, member, offer, call, days, out);
+        if (days_given && seconds) {
+            fprintf (stderr, "sb cert: give --days or --seconds, not both\n");
+            return SB_EXIT_USAGE;
+        }
+        return s_sign (authority, member, offer, call,
+                       seconds ? (uint64_t) seconds : (uint64_t) days * 86400, out);
     }
     if (rest >= 1 && !strcmp (args [0], "show")) {
         if (rest != 2) {
