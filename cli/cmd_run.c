@@ -60,6 +60,7 @@ s_help (FILE *out)
         "options:\n"
         "  -c, --connect ENDPOINT   broker(s) to serve through; repeat or separate with\n"
         "                           commas (default $SB_CONNECT, else %s)\n"
+        SB_CLI_CLUSTER_HELP
         "  -f, --config FILE        ZPL configuration, one section per service name\n"
         "  -s, --set SVC/KEY=VALUE  set or override one configuration value\n"
         "  -n, --instances N        instances per service (default 1, at most %d)\n"
@@ -213,8 +214,11 @@ static int
 s_start_instances (run_t *self, const char *endpoints, int instances, int capacity,
                    bool validate_replies)
 {
+    sb_cli_cluster_t cluster = sb_cli_cluster ();
     sb_instance_options_t options = { .schemas = self->schemas,
-                                      .validate_replies = validate_replies };
+                                      .validate_replies = validate_replies,
+                                      .cluster = cluster.cluster, .beacon = cluster.beacon,
+                                      .beacon_port = cluster.port };
     for (int i = 0; i < self->plugin_count; i++) {
         const sb_service_t *service = sb_plugin_service (self->plugins [i]);
         const sb_config_t *view = sb_config_view (self->config, service->name);
@@ -224,7 +228,8 @@ s_start_instances (run_t *self, const char *endpoints, int instances, int capaci
         }
         for (int n = 0; n < instances; n++) {
             sb_error_t err = { 0 };
-            sb_instance_t *instance = sb_instance_start_with (service, n, view, endpoints,
+            sb_instance_t *instance = sb_instance_start_with (service, n, view,
+                                                              *endpoints ? endpoints : NULL,
                                                               capacity, &options, &err);
             if (!instance) {
                 fprintf (stderr, "sb run: %s: instance %d of '%s' failed to start: %s\n",
@@ -248,6 +253,7 @@ sb_cmd_run (int argc, char **argv)
         { "capacity", required_argument, NULL, 'C' },
         { "schemas", required_argument, NULL, 'S' },
         { "validate-replies", no_argument, NULL, 'R' },
+        SB_CLI_CLUSTER_OPTIONS,
         { "help", no_argument, NULL, 'h' },
         { NULL, 0, NULL, 0 }
     };
@@ -299,6 +305,10 @@ sb_cmd_run (int argc, char **argv)
         }
         else if (opt == 'R')
             validate_replies = true;
+        else if (opt >= SB_CLI_OPT_CLUSTER && opt <= SB_CLI_OPT_BEACON_PORT) {
+            if (sb_cli_cluster_option ("run", opt, optarg) == -1)
+                return SB_EXIT_USAGE;
+        }
         else if (opt == 'h') {
             s_help (stdout);
             return SB_EXIT_OK;
@@ -313,8 +323,9 @@ sb_cmd_run (int argc, char **argv)
         fprintf (stderr, "sb run: expected 1 to %d plugins (see 'sb run --help')\n", SB_RUN_PLUGINS_MAX);
         return SB_EXIT_USAGE;
     }
-    if (!*endpoints)
-        snprintf (endpoints, sizeof endpoints, "%s", sb_cli_endpoint (NULL));
+    /*  Still empty with beacons only: the brokers are all found by beacon. */
+    if (!*endpoints && sb_cli_endpoints (NULL))
+        snprintf (endpoints, sizeof endpoints, "%s", sb_cli_endpoints (NULL));
 
     run_t *self = calloc (1, sizeof *self);
     if (!self || !(self->config = sb_config_new ())) {
