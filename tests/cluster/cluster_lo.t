@@ -1,0 +1,67 @@
+#!/bin/bash
+# cluster_lo.t — real `sb run` and `sb call` processes in a cluster on this
+# machine, finding two brokers by loopback beacons.  The brokers run with
+# --beacon off; tests/cluster/announce sends their beacons (on a free UDP
+# port, with a cluster name of this test) so that the peer side is tested
+# end to end whether or not `sb broker` announces itself.
+. "${SB_TOP_SRCDIR:-$(dirname "$0")/../..}/tests/integration/lib.sh"
+
+ANNOUNCE="${SB_TOP_BUILDDIR:-.}/tests/cluster/announce"
+[ -x "$ANNOUNCE" ] || bail "no $ANNOUNCE"
+PORT=$(python3 -c 'import socket; s=socket.socket(socket.AF_INET, socket.SOCK_DGRAM); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+export SB_CLUSTER="cluster-lo-$$" SB_BEACON=lo SB_BEACON_PORT=$PORT
+
+start_broker b1; B1=$BROKER
+start_broker b2; B2=$BROKER
+"$ANNOUNCE" "$SB_CLUSTER" "$PORT" 200 "$B1" > "$SB_TMP/a1.out" 2>&1 &
+A1=$!; sb_track $A1
+"$ANNOUNCE" "$SB_CLUSTER" "$PORT" 200 "$B2" > "$SB_TMP/a2.out" 2>&1 &
+A2=$!; sb_track $A2
+# A broker of another cluster on the same port: must never be used.
+start_broker b3; B3=$BROKER
+"$ANNOUNCE" "other-$$" "$PORT" 200 "$B3" > "$SB_TMP/a3.out" 2>&1 &
+sb_track $!
+
+# The host finds both brokers by beacon alone (no --connect).
+"$SB" run echo > "$SB_TMP/run.out" 2> "$SB_TMP/run.err" &
+sb_track $!
+wait_for_line "$SB_TMP/run.out" '^sb run: serving echo' 30
+ok $? "sb run --beacon lo (no --connect) starts"
+BROKER=$B1; wait_instances echo 1 20; ok $? "echo registered with b1, found by beacon"
+BROKER=$B2; wait_instances echo 1 20; ok $? "echo registered with b2, found by beacon"
+BROKER=$B3; is "$(instances echo)" 0 "nothing registered with the foreign cluster's broker"
+cat "$SB_TMP/run.out" "$SB_TMP/run.err" | grep -q "appeared, linked"; ok $? "sb run logs the brokers it linked"
+
+# sb call with beacons only: waits for a broker, then calls.
+out=$("$SB" call echo.reverse '{"text": "abc"}' 2>&1)
+is "$out" '{"text":"cba"}' "sb call --beacon lo finds a broker and gets the reply"
+# Twenty one-shot calls land on both brokers.
+BROKER=$B1; r1=$(stat_value requests)
+BROKER=$B2; r2=$(stat_value requests)
+for i in $(seq 1 20); do "$SB" call echo.echo '1' > /dev/null 2>&1; done
+BROKER=$B1; d1=$(( $(stat_value requests) - r1 ))
+BROKER=$B2; d2=$(( $(stat_value requests) - r2 ))
+[ $d1 -gt 1 ] && [ $d2 -gt 1 ]; ok $? "one-shot calls used both brokers ($d1, $d2)"
+
+# A seed plus beacons: the seed is used even with beacons off.
+out=$("$SB" call --beacon off --connect "$B2" echo.echo '"seed"' 2>&1)
+is "$out" '"seed"' "--beacon off with --connect uses the seed"
+"$SB" call --beacon off echo.echo > /dev/null 2>&1
+is $? 1 "--beacon off without --connect fails with exit 1"
+
+# b2 leaves: the host drops it, its instance disappears from b2.
+kill -TERM $A2
+wait_for_line "$SB_TMP/run.out" "left, unlinked" 10; ok $? "sb run logs b2 leaving"
+BROKER=$B2; wait_instances echo 0 20; ok $? "the host unlinked b2 (no echo instance there)"
+out=$("$SB" call echo.reverse '{"text": "xy"}' 2>&1)
+is "$out" '{"text":"yx"}' "calls still succeed through b1"
+
+# No broker of the cluster at all: a bounded wait, exit 1.
+start=$(now_ms)
+"$SB" call --cluster "nobody-$$" echo.echo > /dev/null 2> "$SB_TMP/nobody.err"
+is $? 1 "an empty cluster: sb call exits 1"
+elapsed=$(( $(now_ms) - start ))
+[ $elapsed -lt 10000 ]; ok $? "after a bounded wait ($elapsed ms)"
+grep -q "no broker of cluster" "$SB_TMP/nobody.err"; ok $? "saying no broker answered"
+
+done_testing
