@@ -30,12 +30,34 @@
     - Bodies: the body frame received is moved into the request and sent
       on with zmq_msg_send.  Only an idempotent request keeps a zmq_msg_copy
       (reference-counted for large frames) for a re-dispatch.
+    - Cluster: the actor embeds a beacon (runtime/beacon.h) polled with
+      the ROUTER.  Every broker it hears of gets a DEALER "link" from this
+      broker: PEER first, HEARTBEAT when idle, DIRECTORY (our local
+      services) when the directory changes and every 2 heartbeats.  What
+      other brokers send over their links arrives on the ROUTER as from a
+      peer flagged `broker`; its last DIRECTORY body is kept (validated)
+      and listed by sys.services.  Requests are never forwarded: every
+      service host connects to every broker (docs/protocol.md section 9).
+    - Security: the ROUTER is a CURVE server (broker/zap).  A peer's
+      certificate is looked up once (by the "X-Curve-Key" property of its
+      first message) and again after a reload; REQUEST decisions are cached
+      per peer in a small table keyed by (service, method), so the hot
+      path costs a compare when allowed.
 */
 #include "broker.h"
 #include "wire.h"
+#include "beacon.h"
+#include "identity.h"
+#include "zap.h"
 
+#include <arpa/inet.h>
 #include <czmq.h>
 #include <errno.h>
+#include <ifaddrs.h>
+#include <limits.h>
+#include <net/if.h>
+#include <netinet/in.h>
+#include <sodium.h>
 #include <stdio.h>
 #include <string.h>
 #include <unistd.h>
@@ -46,6 +68,10 @@
 #define REQUESTS_MAX (1u << 22)         /* live request entries in the whole broker */
 #define POOL_CHUNK 1024
 #define HWM 100000
+#define ACL_CACHE 16                    /* per-peer cached call decisions */
+#define DIRECTORY_MAX (1024 * 1024)     /* bytes of a DIRECTORY body kept */
+#define DIRECTORY_SERVICES_MAX 4096     /* services in one DIRECTORY */
+#define BROKERS_MAX 256                 /* cluster brokers linked to */
 
 /*  Reasons a frame is dropped: the decoder's, then the broker's own.  */
 enum {
@@ -115,6 +141,7 @@ typedef struct {
 } method_t;
 
 struct service_s {
+    uint64_t uid;                   /* unique for the broker's life (ACL cache key) */
     char name [SB_NAME_MAX + 1];
     char version [SB_NAME_MAX + 1];
     worker_t **workers;
@@ -142,6 +169,21 @@ struct sub_s {
     sub_t *peer_next;
 };
 
+/*  Another broker's last DIRECTORY (docs/protocol.md section 9).  */
+typedef struct {
+    char name [SB_NAME_MAX + 1];
+    char id [2 * SB_BEACON_ID_SIZE + 1];
+    char endpoint [SB_BEACON_ENDPOINT_MAX + 1];
+    uint8_t *body;                  /* validated msgpack map */
+    size_t size;
+    size_t nservices;
+} remote_t;
+
+typedef struct {
+    uint64_t key;                   /* service uid << 8 | method + 1; 0: empty */
+    bool allowed;
+} acl_entry_t;
+
 struct peer_s {
     char key [2 * 255 + 1];
     uint8_t id [255];
@@ -156,19 +198,45 @@ struct peer_s {
     size_t nsubs;
     req_t *calls;                   /* requests it made that are still live */
     uint64_t event_seq;             /* last event delivered by broadcast */
+    bool broker;                    /* a broker of the cluster: it sent PEER */
+    remote_t *dir;                  /* its last DIRECTORY */
+    uint32_t acl_epoch;             /* certificate looked up at this epoch; 0: never */
+    sb_cert_t *cert;                /* NULL: no valid certificate, all is forbidden */
+    bool call_any;                  /* the certificate may call '*' */
+    acl_entry_t acl [ACL_CACHE];
 };
+
+/*  A broker of the cluster heard through beacons, and our link to it.  */
+typedef struct {
+    uint8_t id [SB_BEACON_ID_SIZE];
+    char idhex [2 * SB_BEACON_ID_SIZE + 1];
+    char endpoint [SB_BEACON_ENDPOINT_MAX + 1];
+    uint8_t key [SB_BEACON_KEY_SIZE];
+    char name [SB_NAME_MAX + 1];    /* from its PEER answer; "" until then */
+    zsock_t *link;                  /* DEALER to it; NULL if we cannot speak to it */
+    int64_t link_sent;
+} cbroker_t;
 
 typedef struct {
     uint64_t requests, replies, timeouts, late_replies, orphaned_replies;
     uint64_t events, dropped_events, unreachable, send_failures;
     uint64_t errors [SB_E_CODE_MAX + 1];
     uint64_t bad [R_MAX];
+    uint64_t forbidden;
+    uint64_t directories;           /* DIRECTORY messages accepted */
 } stats_t;
 
 typedef struct {
     sb_broker_config_t config;
     char name [SB_NAME_MAX + 1];
     char bind [256];
+    char cluster [SB_NAME_MAX + 1];
+    char beacon [128];
+    /*  Security (NULL when insecure), owned by sb_broker_t.  */
+    sb_identity_t *identity;
+    sb_zap_t *zap;
+    sb_revocation_t *revoked;
+    sb_cert_verifier_t verifier;    /* beacons: authority + revocation list */
     /*  Filled by the actor before it signals.  */
     int rc;
     char endpoint [256];
@@ -207,6 +275,23 @@ typedef struct {
     uint8_t hbuf [SB_HEADER_MAX];
     msgpack_sbuffer sbuf;
     zmq_msg_t frames [2];
+    /*  Cluster.  */
+    uint8_t id [SB_BEACON_ID_SIZE];
+    char idhex [2 * SB_BEACON_ID_SIZE + 1];
+    char announce [SB_BEACON_ENDPOINT_MAX + 1];
+    sb_beacon_t *beacon;
+    cbroker_t **brokers;
+    size_t nbrokers, balloc;
+    bool dir_dirty;
+    int64_t next_dir, last_dir;
+    msgpack_sbuffer dbuf;
+    zmq_pollitem_t *items;
+    cbroker_t **owners;             /* the link of each poll item */
+    size_t items_alloc;
+    /*  Security.  */
+    bool secure;
+    uint32_t acl_epoch;
+    uint64_t service_uid;
 } engine_t;
 
 /*  --------------------------------------------------------------------
@@ -688,6 +773,7 @@ s_worker_remove (engine_t *self, worker_t *w)
     s->workers [w->index]->index = w->index;
     self->nworkers--;
     free (w);
+    self->dir_dirty = true;
     s_service_recompute (s);
     if (s->nworkers == 0)
         s_service_destroy (self, s);
@@ -732,6 +818,16 @@ s_peer_key (char *key, const uint8_t *id, size_t size)
     key [2 * size] = 0;
 }
 
+static void
+s_remote_free (remote_t **remote_p)
+{
+    if (*remote_p) {
+        free ((*remote_p)->body);
+        free (*remote_p);
+        *remote_p = NULL;
+    }
+}
+
 static peer_t *
 s_peer_new (engine_t *self, const char *key, const uint8_t *id, size_t size)
 {
@@ -770,6 +866,8 @@ s_peer_destroy (engine_t *self, peer_t *p)
             s_req_free (self, r);
         }
     }
+    s_remote_free (&p->dir);
+    free (p->cert);
     zhashx_delete (self->peers, p->key);
     free (p);
 }
@@ -807,6 +905,88 @@ s_welcome (engine_t *self, peer_t *p, const sb_header_t *h)
     if (h->present & SB_H_NAME)
         strcpy (p->name, h->name);
     s_send_simple (self, p, SB_CMD_WELCOME);
+}
+
+/*  --------------------------------------------------------------------
+    Access control (secure brokers only; docs/security.md).  */
+
+/*  Looks the peer's certificate up, once per reload epoch, by the CURVE
+    key the ZAP handler attached to the message being handled (and checks
+    its User-Id against the certificate's name).  No certificate: the peer
+    may do nothing that is checked.  */
+static void
+s_acl_refresh (engine_t *self, peer_t *p)
+{
+    if (p->acl_epoch == self->acl_epoch)
+        return;
+    p->acl_epoch = self->acl_epoch;
+    memset (p->acl, 0, sizeof p->acl);
+    p->call_any = false;
+    const char *hex = zmq_msg_gets (&self->frames [0], SB_ZAP_KEY_PROPERTY);
+    const char *user = zmq_msg_gets (&self->frames [0], "User-Id");
+    uint8_t key [SB_KEY_SIZE];
+    bool have_key = hex && strlen (hex) == 2 * SB_KEY_SIZE
+                 && sodium_hex2bin (key, sizeof key, hex, 2 * SB_KEY_SIZE, NULL, NULL, NULL) == 0;
+    if (!p->cert)
+        p->cert = malloc (sizeof (sb_cert_t));
+    sb_error_t err;
+    int rc = -1;
+    if (p->cert && have_key)
+        rc = sb_zap_lookup_key (self->args->zap, key, p->cert, &err);
+    if (rc == 0 && user && strcmp (user, p->cert->name))
+        rc = -1;
+    if (rc) {
+        free (p->cert);
+        p->cert = NULL;
+        return;
+    }
+    for (size_t i = 0; i < p->cert->call_count; i++)
+        if (!strcmp (p->cert->call [i], "*"))
+            p->call_any = true;
+}
+
+static bool
+s_may_offer (engine_t *self, peer_t *p, const char *service)
+{
+    s_acl_refresh (self, p);
+    return p->cert && sb_cert_may_offer (p->cert, service);
+}
+
+/*  May the peer call service.method?  s (NULL for `sys` or a service
+    that does not exist) and method key the per-peer cache.  */
+static bool
+s_may_call (engine_t *self, peer_t *p, const service_t *s, int method, const sb_header_t *h)
+{
+    s_acl_refresh (self, p);
+    if (!p->cert)
+        return false;
+    if (p->call_any)
+        return true;
+    acl_entry_t *entry = NULL;
+    uint64_t key = 0;
+    if (s) {
+        key = s->uid << 8 | (uint64_t) (method + 1);
+        entry = &p->acl [(s->uid * 67 + (uint64_t) method) % ACL_CACHE];
+        if (entry->key == key)
+            return entry->allowed;
+    }
+    char full [2 * SB_NAME_MAX + 2];
+    snprintf (full, sizeof full, "%s.%s", h->service, h->method);
+    bool allowed = sb_cert_may_call (p->cert, full);
+    if (entry) {
+        entry->key = key;
+        entry->allowed = allowed;
+    }
+    return allowed;
+}
+
+/*  Answers a REQUEST the caller may not make.  */
+static void
+s_forbid_call (engine_t *self, peer_t *p, const sb_header_t *h)
+{
+    self->stats.forbidden++;
+    s_send_error (self, p, h, h->request_id, SB_E_FORBIDDEN, "member '%s' may not call '%s.%s'",
+                  p->cert ? p->cert->name : "(no valid certificate)", h->service, h->method);
 }
 
 /*  Parses a READY body into methods of service s; fills *mask.  The body
@@ -880,6 +1060,21 @@ s_on_ready (engine_t *self, peer_t *p, const sb_header_t *h, zmq_msg_t *body)
         s_bad (self, R_RESERVED);
         return;
     }
+    if (self->secure && !s_may_offer (self, p, h->service)) {
+        self->stats.forbidden++;
+        self->stats.errors [SB_E_FORBIDDEN]++;
+        sb_header_t e;
+        sb_header_init (&e, SB_CMD_ERROR);
+        e.code = SB_E_FORBIDDEN;
+        e.present |= SB_H_CODE;
+        sb_header_set_service (&e, h->service);
+        char text [SB_TEXT_MAX + 1];
+        snprintf (text, sizeof text, "member '%s' may not offer '%s'",
+                  p->cert ? p->cert->name : "(no valid certificate)", h->service);
+        sb_header_set_text (&e, text);
+        s_send (self, p, &e, NULL);
+        return;
+    }
     const char *data = zmq_msg_data (body);
     size_t size = zmq_msg_size (body);
     if (sb_wire_check (data, size, SB_DEPTH_MAX)) {
@@ -893,6 +1088,7 @@ s_on_ready (engine_t *self, peer_t *p, const sb_header_t *h, zmq_msg_t *body)
         if (!s)
             return;
         strcpy (s->name, h->service);
+        s->uid = ++self->service_uid;
         zhashx_insert (self->services, s->name, s);
         created = true;
     }
@@ -940,6 +1136,7 @@ s_on_ready (engine_t *self, peer_t *p, const sb_header_t *h, zmq_msg_t *body)
     if (version [0])
         strcpy (s->version, version);
     s_service_recompute (s);
+    self->dir_dirty = true;
     s_service_dispatch (self, s);
 }
 
@@ -959,18 +1156,31 @@ s_on_request (engine_t *self, peer_t *p, sb_header_t *h, zmq_msg_t *body)
         return;
     }
     if (!strcmp (h->service, "sys")) {
-        s_on_sys (self, p, h);
+        if (self->secure && !s_may_call (self, p, NULL, 0, h))
+            s_forbid_call (self, p, h);
+        else
+            s_on_sys (self, p, h);
         return;
     }
     service_t *s = s_service_lookup (self, h->service);
     if (!s) {
-        s_send_error (self, p, h, h->request_id, SB_E_NOT_FOUND, "no service '%s'", h->service);
+        if (self->secure && !s_may_call (self, p, NULL, 0, h))
+            s_forbid_call (self, p, h);
+        else
+            s_send_error (self, p, h, h->request_id, SB_E_NOT_FOUND, "no service '%s'", h->service);
         return;
     }
     int method = s_method_index (s, h->method);
     if (method < 0 || !(s->mask & ((uint64_t) 1 << method))) {
-        s_send_error (self, p, h, h->request_id, SB_E_BAD_REQUEST,
-                      "service '%s' has no method '%s'", h->service, h->method);
+        if (self->secure && !s_may_call (self, p, NULL, 0, h))
+            s_forbid_call (self, p, h);
+        else
+            s_send_error (self, p, h, h->request_id, SB_E_BAD_REQUEST,
+                          "service '%s' has no method '%s'", h->service, h->method);
+        return;
+    }
+    if (self->secure && !s_may_call (self, p, s, method, h)) {
+        s_forbid_call (self, p, h);
         return;
     }
     worker_t *w = s->queue.head ? NULL : s_pick_worker (s, method);
@@ -1229,45 +1439,152 @@ s_sys_ping (engine_t *self, msgpack_packer *pk)
     s_pack_counter (pk, "uptime_ms", (uint64_t) (self->now - self->started));
 }
 
+/*  One local service as listed by sys.services and DIRECTORY.  */
+static void
+s_pack_service (engine_t *self, msgpack_packer *pk, const service_t *s)
+{
+    uint64_t capacity = 0, in_flight = 0;
+    for (size_t i = 0; i < s->nworkers; i++) {
+        capacity += s->workers [i]->capacity;
+        in_flight += s->workers [i]->in_flight;
+    }
+    msgpack_pack_map (pk, 8);
+    s_pack_cstr (pk, "name");
+    s_pack_cstr (pk, s->name);
+    s_pack_cstr (pk, "version");
+    s_pack_cstr (pk, s->version);
+    s_pack_counter (pk, "instances", s->nworkers);
+    s_pack_counter (pk, "capacity", capacity);
+    s_pack_counter (pk, "in_flight", in_flight);
+    s_pack_counter (pk, "queued", s->queue.count);
+    s_pack_cstr (pk, "methods");
+    size_t n = 0;
+    for (size_t i = 0; i < s->nmethods; i++)
+        n += (s->mask >> i) & 1;
+    msgpack_pack_array (pk, n);
+    for (size_t i = 0; i < s->nmethods; i++)
+        if ((s->mask >> i) & 1)
+            s_pack_cstr (pk, s->methods [i].name);
+    s_pack_cstr (pk, "broker");
+    s_pack_cstr (pk, self->args->name);
+}
+
+static bool
+s_key_is (const msgpack_object *key, const char *name)
+{
+    size_t len = strlen (name);
+    return key->type == MSGPACK_OBJECT_STR && key->via.str.size == len
+        && !memcmp (key->via.str.ptr, name, len);
+}
+
+static const msgpack_object *
+s_map_get (const msgpack_object *map, const char *name)
+{
+    for (uint32_t i = 0; i < map->via.map.size; i++)
+        if (s_key_is (&map->via.map.ptr [i].key, name))
+            return &map->via.map.ptr [i].val;
+    return NULL;
+}
+
+/*  Copies a str object into out (size bytes with the NUL); 0 or -1.  */
+static int
+s_str_copy (const msgpack_object *o, char *out, size_t size)
+{
+    if (!o || o->type != MSGPACK_OBJECT_STR || o->via.str.size >= size)
+        return -1;
+    memcpy (out, o->via.str.ptr, o->via.str.size);
+    out [o->via.str.size] = 0;
+    return 0;
+}
+
+/*  The services of another broker's DIRECTORY, each marked with its
+    broker's name.  */
+static void
+s_pack_remote (msgpack_packer *pk, const remote_t *r)
+{
+    msgpack_unpacked unpacked;
+    msgpack_unpacked_init (&unpacked);
+    size_t offset = 0;
+    if (msgpack_unpack_next (&unpacked, (const char *) r->body, r->size, &offset)
+        == MSGPACK_UNPACK_SUCCESS) {
+        const msgpack_object *services = s_map_get (&unpacked.data, "services");
+        for (uint32_t i = 0; i < r->nservices; i++) {
+            const msgpack_object *entry = &services->via.array.ptr [i];
+            uint32_t keep = 0;
+            for (uint32_t k = 0; k < entry->via.map.size; k++)
+                keep += !s_key_is (&entry->via.map.ptr [k].key, "broker");
+            msgpack_pack_map (pk, keep + 1);
+            for (uint32_t k = 0; k < entry->via.map.size; k++)
+                if (!s_key_is (&entry->via.map.ptr [k].key, "broker")) {
+                    msgpack_pack_object (pk, entry->via.map.ptr [k].key);
+                    msgpack_pack_object (pk, entry->via.map.ptr [k].val);
+                }
+            s_pack_cstr (pk, "broker");
+            s_pack_cstr (pk, r->name);
+        }
+    }
+    msgpack_unpacked_destroy (&unpacked);
+}
+
+/*  The name another broker gave itself, from its link or its DIRECTORY.  */
+static const char *
+s_cbroker_name (engine_t *self, const cbroker_t *cb)
+{
+    if (cb->name [0])
+        return cb->name;
+    for (peer_t *p = zhashx_first (self->peers); p; p = zhashx_next (self->peers))
+        if (p->dir && !strcmp (p->dir->id, cb->idhex))
+            return p->dir->name;
+    return "";
+}
+
 static void
 s_sys_services (engine_t *self, msgpack_packer *pk)
 {
-    msgpack_pack_map (pk, 2);
+    msgpack_pack_map (pk, 3);
     s_pack_cstr (pk, "broker");
     s_pack_cstr (pk, self->args->name);
-    s_pack_cstr (pk, "services");
-    msgpack_pack_array (pk, zhashx_size (self->services));
-    for (service_t *s = zhashx_first (self->services); s; s = zhashx_next (self->services)) {
-        uint64_t capacity = 0, in_flight = 0;
-        for (size_t i = 0; i < s->nworkers; i++) {
-            capacity += s->workers [i]->capacity;
-            in_flight += s->workers [i]->in_flight;
-        }
-        msgpack_pack_map (pk, 7);
+    s_pack_cstr (pk, "brokers");
+    msgpack_pack_array (pk, 1 + self->nbrokers);
+    msgpack_pack_map (pk, 4);
+    s_pack_cstr (pk, "name");
+    s_pack_cstr (pk, self->args->name);
+    s_pack_cstr (pk, "id");
+    s_pack_cstr (pk, self->idhex);
+    s_pack_cstr (pk, "endpoint");
+    s_pack_cstr (pk, self->announce);
+    s_pack_cstr (pk, "self");
+    msgpack_pack_true (pk);
+    for (size_t i = 0; i < self->nbrokers; i++) {
+        cbroker_t *cb = self->brokers [i];
+        msgpack_pack_map (pk, 4);
         s_pack_cstr (pk, "name");
-        s_pack_cstr (pk, s->name);
-        s_pack_cstr (pk, "version");
-        s_pack_cstr (pk, s->version);
-        s_pack_counter (pk, "instances", s->nworkers);
-        s_pack_counter (pk, "capacity", capacity);
-        s_pack_counter (pk, "in_flight", in_flight);
-        s_pack_counter (pk, "queued", s->queue.count);
-        s_pack_cstr (pk, "methods");
-        size_t n = 0;
-        for (size_t i = 0; i < s->nmethods; i++)
-            n += (s->mask >> i) & 1;
-        msgpack_pack_array (pk, n);
-        for (size_t i = 0; i < s->nmethods; i++)
-            if ((s->mask >> i) & 1)
-                s_pack_cstr (pk, s->methods [i].name);
+        s_pack_cstr (pk, s_cbroker_name (self, cb));
+        s_pack_cstr (pk, "id");
+        s_pack_cstr (pk, cb->idhex);
+        s_pack_cstr (pk, "endpoint");
+        s_pack_cstr (pk, cb->endpoint);
+        s_pack_cstr (pk, "self");
+        msgpack_pack_false (pk);
     }
+    s_pack_cstr (pk, "services");
+    size_t count = zhashx_size (self->services);
+    for (peer_t *p = zhashx_first (self->peers); p; p = zhashx_next (self->peers))
+        if (p->dir)
+            count += p->dir->nservices;
+    msgpack_pack_array (pk, count);
+    for (service_t *s = zhashx_first (self->services); s; s = zhashx_next (self->services))
+        s_pack_service (self, pk, s);
+    for (peer_t *p = zhashx_first (self->peers); p; p = zhashx_next (self->peers))
+        if (p->dir)
+            s_pack_remote (pk, p->dir);
 }
 
 static void
 s_sys_stats (engine_t *self, msgpack_packer *pk)
 {
     const stats_t *st = &self->stats;
-    msgpack_pack_map (pk, 16);
+    msgpack_pack_map (pk, 22);
     s_pack_cstr (pk, "broker");
     s_pack_cstr (pk, self->args->name);
     s_pack_counter (pk, "uptime_ms", (uint64_t) (self->now - self->started));
@@ -1294,6 +1611,41 @@ s_sys_stats (engine_t *self, msgpack_packer *pk)
     s_pack_counter (pk, "peers", zhashx_size (self->peers));
     s_pack_counter (pk, "workers", self->nworkers);
     s_pack_counter (pk, "live_requests", self->live);
+    s_pack_counter (pk, "forbidden", st->forbidden);
+    s_pack_counter (pk, "directories", st->directories);
+    s_pack_counter (pk, "brokers", self->nbrokers);
+    sb_beacon_counters_t bc;
+    memset (&bc, 0, sizeof bc);
+    if (self->beacon)
+        sb_beacon_counters (self->beacon, &bc);
+    s_pack_cstr (pk, "beacons");
+    msgpack_pack_map (pk, 6 + SB_BEACON_REASON_MAX - 1);
+    s_pack_counter (pk, "sent", bc.sent);
+    s_pack_counter (pk, "send_errors", bc.send_errors);
+    s_pack_counter (pk, "received", bc.received);
+    s_pack_counter (pk, "accepted", bc.accepted);
+    s_pack_counter (pk, "own", bc.own);
+    s_pack_counter (pk, "conflicts", bc.conflicts);
+    for (int r = 1; r < SB_BEACON_REASON_MAX; r++)
+        s_pack_counter (pk, sb_beacon_reason_name ((sb_beacon_reason_t) r), bc.ignored [r]);
+    sb_zap_stats_t zs;
+    memset (&zs, 0, sizeof zs);
+    if (self->args->zap)
+        sb_zap_stats (self->args->zap, &zs);
+    s_pack_cstr (pk, "zap");
+    msgpack_pack_map (pk, 4);
+    s_pack_counter (pk, "admitted", zs.admitted);
+    s_pack_counter (pk, "refused", zs.refused);
+    s_pack_counter (pk, "certs", zs.certs);
+    s_pack_cstr (pk, "refused_by_reason");
+    msgpack_pack_map (pk, SB_ZAP_REFUSED_MAX - 1);
+    for (int r = 1; r < SB_ZAP_REFUSED_MAX; r++)
+        s_pack_counter (pk, sb_zap_reason_name (r), zs.by_reason [r]);
+    s_pack_cstr (pk, "secure");
+    if (self->secure)
+        msgpack_pack_true (pk);
+    else
+        msgpack_pack_false (pk);
 }
 
 static void
@@ -1337,6 +1689,500 @@ s_on_sys (engine_t *self, peer_t *p, const sb_header_t *h)
 }
 
 /*  --------------------------------------------------------------------
+    Cluster: other brokers' sessions with us (ROUTER side).  */
+
+/*  May this peer speak for a broker?  Insecure: anyone; secure: a member
+    whose certificate may offer `sys` (docs/protocol.md section 9).  */
+static bool
+s_cluster_member (engine_t *self, peer_t *p)
+{
+    if (!self->secure || s_may_offer (self, p, "sys"))
+        return true;
+    self->stats.forbidden++;
+    return false;
+}
+
+/*  PEER from another broker's link: a session like HELLO, answered PEER.  */
+static void
+s_on_peer (engine_t *self, peer_t *p, const sb_header_t *h)
+{
+    if (!s_cluster_member (self, p))
+        return;
+    p->welcomed = true;
+    p->broker = true;
+    if (h->present & SB_H_NAME)
+        strcpy (p->name, h->name);
+    sb_header_t out;
+    sb_header_init (&out, SB_CMD_PEER);
+    sb_header_set_name (&out, self->args->name);
+    s_send (self, p, &out, NULL);
+}
+
+static bool
+s_valid_hex_id (const char *text)
+{
+    if (strlen (text) != 2 * SB_BEACON_ID_SIZE)
+        return false;
+    for (const char *c = text; *c; c++)
+        if (!((*c >= '0' && *c <= '9') || (*c >= 'a' && *c <= 'f')))
+            return false;
+    return true;
+}
+
+static bool
+s_printable (const char *text)
+{
+    if (!*text)
+        return false;
+    for (const unsigned char *c = (const unsigned char *) text; *c; c++)
+        if (*c < 0x21 || *c > 0x7e)
+            return false;
+    return true;
+}
+
+/*  Checks a DIRECTORY body (section 9) and fills r's fields; 0 or -1.  */
+static int
+s_directory_parse (const msgpack_object *o, remote_t *r)
+{
+    if (o->type != MSGPACK_OBJECT_MAP)
+        return -1;
+    if (s_str_copy (s_map_get (o, "broker"), r->name, sizeof r->name)
+    ||  !sb_wire_valid_name (r->name, SB_NAME_MAX)
+    ||  s_str_copy (s_map_get (o, "id"), r->id, sizeof r->id) || !s_valid_hex_id (r->id)
+    ||  s_str_copy (s_map_get (o, "endpoint"), r->endpoint, sizeof r->endpoint)
+    ||  !s_printable (r->endpoint))
+        return -1;
+    const msgpack_object *services = s_map_get (o, "services");
+    if (!services || services->type != MSGPACK_OBJECT_ARRAY
+    ||  services->via.array.size > DIRECTORY_SERVICES_MAX)
+        return -1;
+    for (uint32_t i = 0; i < services->via.array.size; i++) {
+        const msgpack_object *entry = &services->via.array.ptr [i];
+        char name [SB_NAME_MAX + 1];
+        if (entry->type != MSGPACK_OBJECT_MAP || entry->via.map.size > 16
+        ||  s_str_copy (s_map_get (entry, "name"), name, sizeof name)
+        ||  !sb_wire_valid_name (name, SB_NAME_MAX))
+            return -1;
+        for (uint32_t k = 0; k < entry->via.map.size; k++)
+            if (entry->via.map.ptr [k].key.type != MSGPACK_OBJECT_STR)
+                return -1;
+    }
+    r->nservices = services->via.array.size;
+    return 0;
+}
+
+/*  DIRECTORY: replaces what we know of that broker's services.  */
+static void
+s_on_directory (engine_t *self, peer_t *p, zmq_msg_t *body)
+{
+    if (!s_cluster_member (self, p))
+        return;
+    if (!body || zmq_msg_size (body) > DIRECTORY_MAX
+    ||  sb_wire_check (zmq_msg_data (body), zmq_msg_size (body), SB_DEPTH_MAX)) {
+        s_bad (self, body ? R_BAD_BODY : R_MISSING_FIELD);
+        return;
+    }
+    remote_t *r = calloc (1, sizeof *r);
+    if (!r)
+        return;
+    msgpack_unpacked unpacked;
+    msgpack_unpacked_init (&unpacked);
+    size_t offset = 0;
+    int rc = -1;
+    if (msgpack_unpack_next (&unpacked, zmq_msg_data (body), zmq_msg_size (body), &offset)
+        == MSGPACK_UNPACK_SUCCESS)
+        rc = s_directory_parse (&unpacked.data, r);
+    msgpack_unpacked_destroy (&unpacked);
+    if (rc == 0 && !strcmp (r->id, self->idhex))
+        rc = -1;                /* our own id: not another broker */
+    if (rc == 0) {
+        r->size = zmq_msg_size (body);
+        r->body = malloc (r->size);
+        if (!r->body)
+            rc = -1;
+    }
+    if (rc) {
+        if (!r->body)
+            s_bad (self, R_BAD_BODY);
+        s_remote_free (&r);
+        return;
+    }
+    memcpy (r->body, zmq_msg_data (body), r->size);
+    /*  The same broker over an older session: forget that copy.  */
+    for (peer_t *q = zhashx_first (self->peers); q; q = zhashx_next (self->peers))
+        if (q != p && q->dir && !strcmp (q->dir->id, r->id))
+            s_remote_free (&q->dir);
+    s_remote_free (&p->dir);
+    p->dir = r;
+    p->broker = true;
+    self->stats.directories++;
+}
+
+/*  --------------------------------------------------------------------
+    Cluster: beacons and our links to other brokers (DEALER side).  */
+
+static void
+s_hex (char *out, const uint8_t *data, size_t size)
+{
+    sodium_bin2hex (out, 2 * size + 1, data, size);
+}
+
+static int
+s_link_send (engine_t *self, cbroker_t *cb, const sb_header_t *h, const void *body, size_t size)
+{
+    if (!cb->link)
+        return -1;
+    void *sock = zsock_resolve (cb->link);
+    size_t n = sb_header_encode (h, self->hbuf);
+    if (zmq_send (sock, self->hbuf, n, ZMQ_DONTWAIT | (body ? ZMQ_SNDMORE : 0)) < 0)
+        return -1;
+    if (body)
+        zmq_send (sock, body, size, 0);
+    cb->link_sent = self->now;
+    return 0;
+}
+
+static void
+s_link_simple (engine_t *self, cbroker_t *cb, sb_cmd_t command)
+{
+    sb_header_t h;
+    sb_header_init (&h, command);
+    if (command == SB_CMD_PEER)
+        sb_header_set_name (&h, self->args->name);
+    s_link_send (self, cb, &h, NULL, 0);
+}
+
+/*  Encodes our DIRECTORY body into self->dbuf.  */
+static void
+s_directory_encode (engine_t *self)
+{
+    msgpack_sbuffer_clear (&self->dbuf);
+    msgpack_packer pk;
+    msgpack_packer_init (&pk, &self->dbuf, msgpack_sbuffer_write);
+    msgpack_pack_map (&pk, 4);
+    s_pack_cstr (&pk, "broker");
+    s_pack_cstr (&pk, self->args->name);
+    s_pack_cstr (&pk, "id");
+    s_pack_cstr (&pk, self->idhex);
+    s_pack_cstr (&pk, "endpoint");
+    s_pack_cstr (&pk, self->announce);
+    s_pack_cstr (&pk, "services");
+    msgpack_pack_array (&pk, zhashx_size (self->services));
+    for (service_t *s = zhashx_first (self->services); s; s = zhashx_next (self->services))
+        s_pack_service (self, &pk, s);
+}
+
+static void
+s_link_directory (engine_t *self, cbroker_t *cb)
+{
+    sb_header_t h;
+    sb_header_init (&h, SB_CMD_DIRECTORY);
+    s_link_send (self, cb, &h, self->dbuf.data, self->dbuf.size);
+}
+
+/*  PEER then DIRECTORY: what a link says first, and again when the other
+    broker answers WELCOME (it restarted or forgot us).  */
+static void
+s_link_hello (engine_t *self, cbroker_t *cb)
+{
+    s_link_simple (self, cb, SB_CMD_PEER);
+    s_directory_encode (self);
+    s_link_directory (self, cb);
+}
+
+static void
+s_link_close (engine_t *self, cbroker_t *cb)
+{
+    if (!cb->link)
+        return;
+    s_link_simple (self, cb, SB_CMD_BYE);
+    zsock_set_linger (cb->link, 100);
+    zsock_destroy (&cb->link);
+}
+
+static bool
+s_key_zero (const uint8_t *key)
+{
+    uint8_t zero [SB_BEACON_KEY_SIZE] = { 0 };
+    return !memcmp (key, zero, sizeof zero);
+}
+
+/*  Opens the DEALER to a broker heard of.  A secure broker links only to
+    brokers that announce a CURVE key (their beacon was signed and
+    verified); an insecure one only to insecure brokers.  */
+static void
+s_link_open (engine_t *self, cbroker_t *cb)
+{
+    if (self->secure == s_key_zero (cb->key))
+        return;
+    cb->link = zsock_new (ZMQ_DEALER);
+    if (!cb->link)
+        return;
+    zsock_set_linger (cb->link, 0);
+    zsock_set_sndhwm (cb->link, 1000);
+    zsock_set_maxmsgsize (cb->link, (int) (self->args->config.body_max + SB_HEADER_MAX));
+    sb_error_t err;
+    if ((self->secure
+         && sb_identity_curve_client (self->args->identity, zsock_resolve (cb->link), cb->key, &err))
+    ||  zsock_connect (cb->link, "%s", cb->endpoint)) {
+        zsock_destroy (&cb->link);
+        return;
+    }
+    s_link_hello (self, cb);
+}
+
+/*  Reads what the other broker sends over our link: PEER (its name),
+    WELCOME (announce again), HEARTBEAT, BYE.  */
+static void
+s_link_recv (engine_t *self, cbroker_t *cb)
+{
+    void *sock = zsock_resolve (cb->link);
+    for (int n = 0; n < 64; n++) {
+        zmq_msg_t frame;
+        zmq_msg_init (&frame);
+        if (zmq_msg_recv (&frame, sock, ZMQ_DONTWAIT) < 0) {
+            zmq_msg_close (&frame);
+            return;
+        }
+        sb_header_t h;
+        bool ok = sb_header_decode (&h, zmq_msg_data (&frame), zmq_msg_size (&frame)) == SB_WIRE_OK;
+        while (zmq_msg_more (&frame)) {
+            zmq_msg_close (&frame);
+            zmq_msg_init (&frame);
+            if (zmq_msg_recv (&frame, sock, 0) < 0)
+                break;
+        }
+        zmq_msg_close (&frame);
+        if (!ok)
+            continue;
+        if (h.command == SB_CMD_PEER && (h.present & SB_H_NAME))
+            strcpy (cb->name, h.name);
+        else
+        if (h.command == SB_CMD_WELCOME)
+            s_link_hello (self, cb);
+    }
+}
+
+static cbroker_t *
+s_cbroker_find (engine_t *self, const uint8_t *id, size_t *index)
+{
+    for (size_t i = 0; i < self->nbrokers; i++)
+        if (!memcmp (self->brokers [i]->id, id, SB_BEACON_ID_SIZE)) {
+            if (index)
+                *index = i;
+            return self->brokers [i];
+        }
+    return NULL;
+}
+
+/*  A broker appeared, or changed endpoint or key: (re)open the link.  */
+static void
+s_cbroker_set (engine_t *self, const sb_beacon_event_t *e)
+{
+    cbroker_t *cb = s_cbroker_find (self, e->broker_id, NULL);
+    if (!cb) {
+        if (self->nbrokers >= BROKERS_MAX
+        ||  s_grow ((void ***) &self->brokers, self->nbrokers, &self->balloc))
+            return;
+        cb = calloc (1, sizeof *cb);
+        if (!cb)
+            return;
+        memcpy (cb->id, e->broker_id, SB_BEACON_ID_SIZE);
+        s_hex (cb->idhex, cb->id, SB_BEACON_ID_SIZE);
+        self->brokers [self->nbrokers++] = cb;
+    }
+    s_link_close (self, cb);
+    snprintf (cb->endpoint, sizeof cb->endpoint, "%s", e->endpoint);
+    memcpy (cb->key, e->public_key, SB_BEACON_KEY_SIZE);
+    s_link_open (self, cb);
+}
+
+/*  A broker is gone (silent or leaving): forget it and its services.  */
+static void
+s_cbroker_gone (engine_t *self, const uint8_t *id)
+{
+    size_t index;
+    cbroker_t *cb = s_cbroker_find (self, id, &index);
+    if (!cb)
+        return;
+    s_link_close (self, cb);
+    for (peer_t *p = zhashx_first (self->peers); p; p = zhashx_next (self->peers))
+        if (p->dir && !strcmp (p->dir->id, cb->idhex))
+            s_remote_free (&p->dir);
+    self->brokers [index] = self->brokers [--self->nbrokers];
+    free (cb);
+}
+
+static void
+s_beacon_event (engine_t *self, const sb_beacon_event_t *e)
+{
+    if (e->type == SB_BEACON_APPEARED || e->type == SB_BEACON_CHANGED)
+        s_cbroker_set (self, e);
+    else
+    if (e->type == SB_BEACON_GONE)
+        s_cbroker_gone (self, e->broker_id);
+}
+
+/*  Beacons in, beacons out, silent brokers out.  */
+static void
+s_beacon_work (engine_t *self, bool readable)
+{
+    if (!self->beacon)
+        return;
+    sb_beacon_event_t event;
+    for (int n = 0; readable && n < 64; n++) {
+        if (sb_beacon_recv (self->beacon, self->now, &event))
+            break;
+        s_beacon_event (self, &event);
+    }
+    sb_beacon_tick (self->beacon, self->now);
+    sb_beacon_event_t gone [8];
+    size_t count;
+    do {
+        count = sb_beacon_expire (self->beacon, self->now, gone, 8);
+        for (size_t i = 0; i < count; i++)
+            s_beacon_event (self, &gone [i]);
+    } while (count == 8);
+}
+
+/*  Heartbeats and DIRECTORY over our links (from the heartbeat tick).  */
+static void
+s_links_tick (engine_t *self)
+{
+    if (!self->nbrokers)
+        return;
+    bool directory = self->dir_dirty || self->now >= self->next_dir;
+    if (directory) {
+        s_directory_encode (self);
+        self->dir_dirty = false;
+        self->next_dir = self->now + 2 * (int64_t) self->hb;
+    }
+    for (size_t i = 0; i < self->nbrokers; i++) {
+        cbroker_t *cb = self->brokers [i];
+        if (directory)
+            s_link_directory (self, cb);
+        else
+        if (self->now - cb->link_sent >= self->hb)
+            s_link_simple (self, cb, SB_CMD_HEARTBEAT);
+    }
+}
+
+/*  The beacon's certificate check (signed mode): valid member certificate
+    for the signing key, and then known to our ZAP handler, so that the
+    broker it names may link to us.  */
+static int
+s_verify_beacon (const uint8_t *cert, size_t size, const uint8_t signing_pk [32], void *arg)
+{
+    args_t *a = (args_t *) arg;
+    if (sb_cert_verify_beacon (cert, size, signing_pk, &a->verifier))
+        return -1;
+    sb_error_t err;
+    sb_zap_add_cert (a->zap, cert, size, &err);
+    return 0;
+}
+
+/*  The address of an interface (IPv4), for announcing a wildcard bind.  */
+static int
+s_iface_address (const char *iface, char *out, size_t size)
+{
+    struct ifaddrs *list;
+    if (getifaddrs (&list))
+        return -1;
+    int rc = -1;
+    for (struct ifaddrs *i = list; i && rc; i = i->ifa_next)
+        if (i->ifa_addr && i->ifa_addr->sa_family == AF_INET && !strcmp (i->ifa_name, iface))
+            if (inet_ntop (AF_INET, &((struct sockaddr_in *) i->ifa_addr)->sin_addr, out, (socklen_t) size))
+                rc = 0;
+    freeifaddrs (list);
+    return rc;
+}
+
+/*  What the beacon announces: the bound endpoint, with a wildcard host
+    replaced by the address of the beacon's interface.  0, or -1 with
+    a->error.  */
+static int
+s_announce (engine_t *self)
+{
+    args_t *a = self->args;
+    const char *ep = a->endpoint;
+    const char *host = strstr (ep, "://");
+    const char *colon = strrchr (ep, ':');
+    snprintf (self->announce, sizeof self->announce, "%s", ep);
+    if (!host || colon <= host + 3)
+        return 0;
+    host += 3;
+    size_t hlen = (size_t) (colon - host);
+    bool wildcard = (hlen == 7 && !memcmp (host, "0.0.0.0", 7)) || (hlen == 1 && *host == '*')
+                 || (hlen == 4 && !memcmp (host, "[::]", 4));
+    if (!wildcard || !strcmp (a->beacon, "off"))
+        return 0;
+    const char *iface = NULL;
+    const char *at = strchr (a->beacon, '@');
+    if (!strcmp (a->beacon, "lo"))
+        iface = "lo";
+    else
+    if (at)
+        iface = at + 1;
+    else
+    if (!(*a->beacon >= '0' && *a->beacon <= '9'))
+        iface = a->beacon;
+    char address [INET_ADDRSTRLEN];
+    if (!iface) {
+        snprintf (a->error, sizeof a->error,
+                  "bound to a wildcard address, beacon '%.60s' names no interface whose address to announce "
+                  "(use --beacon GROUP@IFACE or bind one address)", a->beacon);
+        return -1;
+    }
+    if (!strcmp (a->beacon, "lo"))
+        strcpy (address, "127.0.0.1");
+    else
+    if (s_iface_address (iface, address, sizeof address)) {
+        snprintf (a->error, sizeof a->error,
+                  "bound to a wildcard address, and interface '%.40s' has no IPv4 address to announce "
+                  "(bind one address, or pick another --beacon)", iface);
+        return -1;
+    }
+    snprintf (self->announce, sizeof self->announce, "%.*s%s%s", (int) (host - ep), ep, address, colon);
+    return 0;
+}
+
+/*  Our id, the announced endpoint, and the beacon (unless "off").  */
+static int
+s_cluster_start (engine_t *self)
+{
+    args_t *a = self->args;
+    randombytes_buf (self->id, sizeof self->id);
+    s_hex (self->idhex, self->id, sizeof self->id);
+    if (s_announce (self))
+        return -1;
+    if (!strcmp (a->beacon, "off"))
+        return 0;
+    sb_beacon_config_t bc;
+    memset (&bc, 0, sizeof bc);
+    bc.cluster = a->cluster;
+    bc.mode = a->beacon;
+    bc.port = a->config.beacon_port;
+    bc.interval_ms = a->config.beacon_interval_ms;
+    bc.endpoint = self->announce;
+    bc.broker_id = self->id;
+    if (a->identity) {
+        const sb_keys_t *keys = sb_identity_keys (a->identity);
+        bc.public_key = sb_keys_curve_public (keys);
+        bc.signing_secret_key = sb_keys_sign_secret (keys);
+        bc.cert = sb_identity_cert_bytes (a->identity, &bc.cert_size);
+        bc.verify_cert = s_verify_beacon;
+        bc.verify_arg = a;
+    }
+    sb_error_t err;
+    self->beacon = sb_beacon_new (&bc, &err);
+    if (!self->beacon) {
+        snprintf (a->error, sizeof a->error, "beacon: %.200s", err.text);
+        return -1;
+    }
+    return 0;
+}
+
+/*  --------------------------------------------------------------------
     Receiving.  */
 
 /*  Handles one decoded message from peer p (NULL if unknown).  */
@@ -1349,11 +2195,12 @@ s_handle (engine_t *self, peer_t *p, const char *key, zmq_msg_t *id, sb_header_t
         /*  Unknown peers: only these commands make a session, or a
             one-off request/publication.  */
         if (command == SB_CMD_HELLO || command == SB_CMD_READY || command == SB_CMD_SUBSCRIBE
-        ||  command == SB_CMD_HEARTBEAT || command == SB_CMD_REQUEST) {
+        ||  command == SB_CMD_HEARTBEAT || command == SB_CMD_REQUEST || command == SB_CMD_PEER
+        ||  command == SB_CMD_DIRECTORY) {
             p = s_peer_new (self, key, zmq_msg_data (id), zmq_msg_size (id));
             if (!p)
                 return;
-            if (command != SB_CMD_REQUEST)
+            if (command != SB_CMD_REQUEST && command != SB_CMD_PEER)
                 s_welcome (self, p, h);
         }
         else
@@ -1378,7 +2225,7 @@ s_handle (engine_t *self, peer_t *p, const char *key, zmq_msg_t *id, sb_header_t
     }
     else
     if (!p->welcomed && (command == SB_CMD_READY || command == SB_CMD_SUBSCRIBE
-                     ||  command == SB_CMD_HEARTBEAT))
+                     ||  command == SB_CMD_HEARTBEAT || command == SB_CMD_DIRECTORY))
         s_welcome (self, p, h);
 
     switch (command) {
@@ -1408,6 +2255,12 @@ s_handle (engine_t *self, peer_t *p, const char *key, zmq_msg_t *id, sb_header_t
             break;
         case SB_CMD_BYE:
             s_doom (self, p);
+            break;
+        case SB_CMD_PEER:
+            s_on_peer (self, p, h);
+            break;
+        case SB_CMD_DIRECTORY:
+            s_on_directory (self, p, body);
             break;
         default:
             s_bad (self, R_UNEXPECTED);
@@ -1457,6 +2310,9 @@ s_recv_one (engine_t *self)
     if (p)
         p->last_heard = self->now;
 
+    if (self->args->config.capture && nframes == 2)
+        self->args->config.capture (zmq_msg_data (&self->frames [1]), zmq_msg_size (&self->frames [1]),
+                                    self->args->config.capture_arg);
     if (nframes < 1 || nframes > 2)
         s_bad (self, R_FRAMES);
     else {
@@ -1540,6 +2396,18 @@ s_tick (engine_t *self)
 static void
 s_engine_destroy (engine_t *self)
 {
+    /*  Tell the cluster first: a leaving beacon and BYE on every link.  */
+    if (self->beacon)
+        sb_beacon_leave (self->beacon);
+    sb_beacon_destroy (&self->beacon);
+    for (size_t i = 0; i < self->nbrokers; i++) {
+        s_link_close (self, self->brokers [i]);
+        free (self->brokers [i]);
+    }
+    free (self->brokers);
+    free (self->items);
+    free (self->owners);
+    msgpack_sbuffer_destroy (&self->dbuf);
     for (peer_t *p = zhashx_first (self->peers); p; p = zhashx_next (self->peers))
         if (p->welcomed)
             s_send_simple (self, p, SB_CMD_BYE);
@@ -1577,6 +2445,11 @@ s_engine_bind (engine_t *self)
     zsock_set_sndhwm (self->router, HWM);
     zsock_set_rcvhwm (self->router, HWM);
     zsock_set_linger (self->router, 0);
+    sb_error_t err;
+    if (a->identity && sb_zap_curve_server (self->sock, sb_identity_keys (a->identity), &err)) {
+        snprintf (a->error, sizeof a->error, "%s", err.text);
+        return -1;
+    }
     if (zsock_bind (self->router, "%s", a->bind) < 0) {
         snprintf (a->error, sizeof a->error, "cannot bind %.160s: %.60s", a->bind,
                   zmq_strerror (zmq_errno ()));
@@ -1600,9 +2473,13 @@ s_broker_actor (zsock_t *pipe, void *arg)
     self->peers = zhashx_new ();
     self->services = zhashx_new ();
     self->groups = zhashx_new ();
+    self->secure = self->args->identity != NULL;
+    self->acl_epoch = 1;
     msgpack_sbuffer_init (&self->sbuf);
+    msgpack_sbuffer_init (&self->dbuf);
 
-    if (!self->peers || !self->services || !self->groups || s_engine_bind (self)) {
+    if (!self->peers || !self->services || !self->groups || s_engine_bind (self)
+    ||  s_cluster_start (self)) {
         self->args->rc = -1;
         s_engine_destroy (self);
         zsock_signal (pipe, 0);
@@ -1613,16 +2490,49 @@ s_broker_actor (zsock_t *pipe, void *arg)
 
     int tick = self->hb / 4 > 0 ? self->hb / 4 : 1;
     self->next_tick = self->now + tick;
-    zmq_pollitem_t items [] = {
-        { self->sock, 0, ZMQ_POLLIN, 0 },
-        { zsock_resolve (pipe), 0, ZMQ_POLLIN, 0 }
-    };
+    self->next_dir = self->now;
+    int beacon_fd = self->beacon ? sb_beacon_fd (self->beacon) : -1;
     while (!self->stop) {
         int64_t wake = self->next_tick;
         if (self->heap_size && self->heap [0]->deadline < wake)
             wake = self->heap [0]->deadline;
+        if (self->beacon) {
+            int due = sb_beacon_timeout (self->beacon, self->now);
+            if (due >= 0 && self->now + due < wake)
+                wake = self->now + due;
+        }
         long timeout = wake > self->now ? (long) (wake - self->now) : 0;
-        if (zmq_poll (items, 2, timeout) < 0) {
+        /*  ROUTER, pipe, the beacon if any, then one item per open link
+            (owners [i] says whose).  */
+        size_t nitems = 3 + self->nbrokers;
+        if (nitems > self->items_alloc) {
+            zmq_pollitem_t *items = realloc (self->items, nitems * sizeof *items);
+            cbroker_t **owners = realloc (self->owners, nitems * sizeof *owners);
+            if (items)
+                self->items = items;
+            if (owners)
+                self->owners = owners;
+            if (!items || !owners)
+                break;
+            self->items_alloc = nitems;
+        }
+        zmq_pollitem_t *items = self->items;
+        cbroker_t **owners = self->owners;
+        int count = 0;
+        items [count++] = (zmq_pollitem_t) { self->sock, 0, ZMQ_POLLIN, 0 };
+        items [count++] = (zmq_pollitem_t) { zsock_resolve (pipe), 0, ZMQ_POLLIN, 0 };
+        int beacon_item = -1;
+        if (beacon_fd >= 0) {
+            beacon_item = count;
+            items [count++] = (zmq_pollitem_t) { NULL, beacon_fd, ZMQ_POLLIN, 0 };
+        }
+        int first_link = count;
+        for (size_t i = 0; i < self->nbrokers; i++)
+            if (self->brokers [i]->link) {
+                owners [count] = self->brokers [i];
+                items [count++] = (zmq_pollitem_t) { zsock_resolve (self->brokers [i]->link), 0, ZMQ_POLLIN, 0 };
+            }
+        if (zmq_poll (items, count, timeout) < 0) {
             if (errno == EINTR)
                 continue;
             break;
@@ -1632,6 +2542,15 @@ s_broker_actor (zsock_t *pipe, void *arg)
             char *command = zstr_recv (pipe);
             if (!command || streq (command, "$TERM"))
                 self->stop = true;
+            else
+            if (streq (command, "RELOAD")) {
+                sb_error_t err;
+                int rc = 0;
+                if (self->args->revoked && sb_revocation_reload (self->args->revoked, &err))
+                    rc = -1;
+                self->acl_epoch = self->acl_epoch + 1 ? self->acl_epoch + 1 : 1;
+                zsock_signal (pipe, (byte) (rc ? 1 : 0));
+            }
             zstr_free (&command);
         }
         for (int n = 0; n < BATCH_MAX; n++) {
@@ -1643,8 +2562,15 @@ s_broker_actor (zsock_t *pipe, void *arg)
         s_reap (self);
         self->now = zclock_mono ();
         s_expire (self);
+        /*  Links before beacons: a beacon event may close a link.  */
+        for (int i = first_link; i < count; i++)
+            if (items [i].revents & ZMQ_POLLIN)
+                s_link_recv (self, owners [i]);
+        if (self->beacon)
+            s_beacon_work (self, beacon_item >= 0 && (items [beacon_item].revents & ZMQ_POLLIN));
         if (self->now >= self->next_tick) {
             s_tick (self);
+            s_links_tick (self);
             s_reap (self);
             self->next_tick = self->now + tick;
         }
@@ -1654,6 +2580,63 @@ s_broker_actor (zsock_t *pipe, void *arg)
 
 /*  --------------------------------------------------------------------
     Public API.  */
+
+static void
+s_broker_free (sb_broker_t *self)
+{
+    sb_zap_destroy (&self->args.zap);
+    sb_revocation_destroy (&self->args.revoked);
+    sb_identity_destroy (&self->args.identity);
+    free (self);
+}
+
+/*  Cluster settings, checked and copied into a.  */
+static int
+s_cluster_config (sb_broker_config_t *c, args_t *a, sb_error_t *err)
+{
+    const char *cluster = c->cluster ? c->cluster : "default";
+    const char *beacon = c->beacon ? c->beacon : "off";
+    if (!sb_wire_valid_name (cluster, SB_NAME_MAX))
+        return sb_error_set (err, SB_E_BAD_REQUEST, "cluster name '%.64s' is not a valid name", cluster);
+    if (!*beacon || strlen (beacon) >= sizeof a->beacon)
+        return sb_error_set (err, SB_E_BAD_REQUEST, "beacon mode '%.64s' is empty or too long", beacon);
+    if (c->beacon_port < 0 || c->beacon_port > 65535)
+        return sb_error_set (err, SB_E_BAD_REQUEST, "beacon port %d is not 0..65535", c->beacon_port);
+    if (c->beacon_interval_ms
+    &&  (c->beacon_interval_ms < SB_BEACON_INTERVAL_MIN || c->beacon_interval_ms > SB_BEACON_INTERVAL_MAX))
+        return sb_error_set (err, SB_E_BAD_REQUEST, "beacon interval must be %d..%d ms",
+                             SB_BEACON_INTERVAL_MIN, SB_BEACON_INTERVAL_MAX);
+    strcpy (a->cluster, cluster);
+    strcpy (a->beacon, beacon);
+    c->cluster = a->cluster;
+    c->beacon = a->beacon;
+    return 0;
+}
+
+/*  Loads the identity, the ZAP handler and the revocation list.  */
+static int
+s_security_load (sb_broker_config_t *c, args_t *a, sb_error_t *err)
+{
+    a->identity = sb_identity_load (c->keys_dir, c->member, err);
+    if (!a->identity)
+        return -1;
+    const char *dir = sb_identity_dir (a->identity);
+    char authority [PATH_MAX];
+    if (snprintf (authority, sizeof authority, "%s/%s", dir, SB_IDENTITY_AUTHORITY_FILE)
+        >= (int) sizeof authority)
+        return sb_error_set (err, SB_E_BAD_REQUEST, "keys directory path too long");
+    a->zap = sb_zap_new (authority, c->certs_dir ? c->certs_dir : dir, c->revoked, err);
+    if (!a->zap)
+        return -1;
+    if (c->revoked) {
+        a->revoked = sb_revocation_new (c->revoked, err);
+        if (!a->revoked)
+            return -1;
+    }
+    memcpy (a->verifier.authority_pk, sb_identity_authority (a->identity), SB_KEY_SIZE);
+    a->verifier.revoked = a->revoked;
+    return 0;
+}
 
 sb_broker_t *
 sb_broker_new (const sb_broker_config_t *config, sb_error_t *err)
@@ -1702,16 +2685,41 @@ sb_broker_new (const sb_broker_config_t *config, sb_error_t *err)
         c.body_max = SB_BODY_MAX_DEFAULT;
     if (!c.default_timeout_ms)
         c.default_timeout_ms = SB_BROKER_TIMEOUT_DEFAULT;
+    if (s_cluster_config (&c, a, err) || (c.secure && s_security_load (&c, a, err))) {
+        s_broker_free (self);
+        return NULL;
+    }
     a->config = c;
 
     self->actor = zactor_new (s_broker_actor, a);
     if (!self->actor || a->rc) {
         sb_error_set (err, SB_E_UNAVAILABLE, "%s", self->actor ? a->error : "cannot start broker thread");
         zactor_destroy (&self->actor);
-        free (self);
+        s_broker_free (self);
         return NULL;
     }
     return self;
+}
+
+int
+sb_broker_reload (sb_broker_t *self, sb_error_t *err)
+{
+    if (!self || !self->args.zap)
+        return 0;
+    if (sb_zap_reload (self->args.zap, err))
+        return -1;
+    zstr_send (self->actor, "RELOAD");
+    if (zsock_wait (self->actor) != 0)
+        return sb_error_set (err, SB_E_BAD_REQUEST, "revocation list %s could not be re-read; "
+                             "the previous list stays in force", self->args.config.revoked);
+    return 0;
+}
+
+const uint8_t *
+sb_broker_public_key (sb_broker_t *self)
+{
+    return self && self->args.identity
+         ? sb_keys_curve_public (sb_identity_keys (self->args.identity)) : NULL;
 }
 
 const char *
@@ -1733,6 +2741,6 @@ sb_broker_destroy (sb_broker_t **self_p)
         return;
     sb_broker_t *self = *self_p;
     zactor_destroy (&self->actor);
-    free (self);
+    s_broker_free (self);
     *self_p = NULL;
 }

@@ -27,6 +27,33 @@ typedef struct {
     size_t queue_max;        /* per service, default 10000 */
     size_t body_max;         /* default SB_BODY_MAX_DEFAULT */
     int default_timeout_ms;  /* default 30000 */
+    /*  Cluster (docs/protocol.md sections 9 and 12).  */
+    const char *cluster;     /* default "default" */
+    const char *beacon;      /* "lo", IFACE, "239.x.y.z[@IFACE]" or "off"; NULL: "off"
+                                (`sb broker` defaults to "lo") */
+    int beacon_port;         /* default SB_BEACON_PORT_DEFAULT (7690) */
+    int beacon_interval_ms;  /* default SB_BEACON_INTERVAL_DEFAULT (1000) */
+    /*  Security (docs/security.md).  secure false: plain TCP, no ACL.
+        secure true: loads the identity DIR/NAME.key + DIR/NAME.cert +
+        DIR/authority.pub (keys_dir NULL: $SB_KEYS, member NULL:
+        $SB_MEMBER), makes the ROUTER a CURVE server whose ZAP handler
+        admits members with a certificate in certs_dir (NULL: keys_dir)
+        that is signed by the authority, valid and not in the revocation
+        list `revoked` (NULL: none); enforces offer/call rights; signs
+        beacons and believes only signed ones.  One secure broker per
+        process (one ZAP handler per zmq context).  */
+    bool secure;
+    const char *keys_dir;
+    const char *member;
+    const char *certs_dir;
+    const char *revoked;
+    /*  Capture hook: when set, called on the broker's thread with every
+        body frame (frame 2) the broker receives, before it is handled;
+        the data is valid only during the call.  For tests that prove
+        what the broker can see (e.g. that sealed bodies hide a canary).
+        NULL (the default) costs one branch per message.  */
+    void (*capture) (const void *body, size_t size, void *arg);
+    void *capture_arg;
 } sb_broker_config_t;
 
 #define SB_BROKER_BIND_DEFAULT "tcp://127.0.0.1:7600"
@@ -46,6 +73,16 @@ const char *sb_broker_endpoint (sb_broker_t *self);
 
 /*  The broker's name (given or generated).  Borrowed.  */
 const char *sb_broker_name (sb_broker_t *self);
+
+/*  Re-reads the certificate directory and the revocation list (what
+    `sb broker` does on SIGHUP); the broker then re-checks the rights of
+    every connected peer on its next READY or REQUEST.  On error the old
+    state stays in force and -1 is returned with err.  0 (nothing to do)
+    for an insecure broker.  */
+int sb_broker_reload (sb_broker_t *self, sb_error_t *err);
+
+/*  The broker's CURVE public key (32 bytes), NULL when insecure.  */
+const uint8_t *sb_broker_public_key (sb_broker_t *self);
 
 /*  Sends BYE to every peer, stops the actor, closes the socket and NULLs
     *self_p.  Safe on NULL and twice.  */

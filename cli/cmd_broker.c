@@ -4,11 +4,15 @@
     one line scripts and tests wait for ("sb broker: NAME listening on
     ENDPOINT"), and waits for a signal with sigwait() (the signals are
     blocked before any thread starts, so only this thread takes them).
+    SIGHUP reloads certificates and the revocation list.
 */
 #include "commands.h"
 #include "broker.h"
+#include "beacon.h"
+#include "identity.h"
 #include "wire.h"
 
+#include <sodium.h>
 #include <errno.h>
 #include <getopt.h>
 #include <limits.h>
@@ -33,14 +37,25 @@ s_help (FILE *out)
         "  --heartbeat MS      heartbeat interval; peers silent for 3 are dead (default 1000)\n"
         "  --queue-max N       requests waiting per service before 'overloaded' (default 10000)\n"
         "  --timeout MS        deadline of requests that carry none (default 30000)\n"
-        "  --cluster NAME      cluster this broker belongs to\n"
-        "  --beacon lo|IFACE|off  where to announce the broker (default lo)\n"
+        "  --cluster NAME      cluster this broker belongs to (default 'default')\n"
+        "  --beacon MODE       where to announce the broker and hear the others:\n"
+        "                      lo (127.255.255.255, the default), an interface name,\n"
+        "                      a multicast group 239.x.y.z[@IFACE], or off\n"
+        "  --beacon-port N     UDP port of the beacons (default 7690)\n"
+        "  --keys DIR          keys directory: authority.pub, NAME.key, NAME.cert\n"
+        "                      (default $SB_KEYS; see docs/security.md)\n"
+        "  --member NAME       this broker's member name in DIR (default $SB_MEMBER)\n"
+        "  --certs DIR         certificates of the members to admit (default: the keys DIR)\n"
+        "  --revoked FILE      revocation list (reloaded on SIGHUP, with the certificates)\n"
         "  --insecure          run without CURVE encryption (local experiments only)\n"
         "  --help              this text\n"
         "\n"
-        "Once bound it prints one line: 'sb broker: NAME listening on ENDPOINT'.\n"
+        "Secure by default: without keys it refuses to start unless --insecure.\n"
+        "Once bound it prints one line: 'sb broker: NAME listening on ENDPOINT'\n"
+        "(secure: ENDPOINT#KEY, the broker's CURVE public key in hex, as clients take it).\n"
         "\n"
         "examples:\n"
+        "  sb broker --keys ./keys --member broker1\n"
         "  sb broker --insecure\n"
         "  sb broker --bind tcp://127.0.0.1:7601 --name b1 --insecure\n"
         "  sb broker --bind 'tcp://127.0.0.1:*' --heartbeat 250 --queue-max 1000 --insecure\n");
@@ -79,11 +94,18 @@ sb_cmd_broker (int argc, char **argv)
         { "cluster", required_argument, NULL, 'c' },
         { "beacon", required_argument, NULL, 'B' },
         { "insecure", no_argument, NULL, 'i' },
+        { "beacon-port", required_argument, NULL, 'P' },
+        { "keys", required_argument, NULL, 'k' },
+        { "member", required_argument, NULL, 'm' },
+        { "certs", required_argument, NULL, 'C' },
+        { "revoked", required_argument, NULL, 'r' },
         { "help", no_argument, NULL, 'h' },
         { NULL, 0, NULL, 0 }
     };
     sb_broker_config_t config = { 0 };
-    const char *cluster = NULL, *beacon = "lo";
+    const char *cluster = NULL, *beacon = "lo", *keys = NULL, *member = NULL;
+    const char *certs = NULL, *revoked = NULL;
+    int beacon_port = 0;
     bool insecure = false;
     long value;
 
@@ -140,6 +162,25 @@ sb_cmd_broker (int argc, char **argv)
             case 'i':
                 insecure = true;
                 break;
+            case 'P':
+                if (s_number (optarg, 1, 65535, &value)) {
+                    fprintf (stderr, "sb broker: --beacon-port '%s' must be 1..65535\n", optarg);
+                    return SB_EXIT_USAGE;
+                }
+                beacon_port = (int) value;
+                break;
+            case 'k':
+                keys = optarg;
+                break;
+            case 'm':
+                member = optarg;
+                break;
+            case 'C':
+                certs = optarg;
+                break;
+            case 'r':
+                revoked = optarg;
+                break;
             case 'h':
                 s_help (stdout);
                 return SB_EXIT_OK;
@@ -153,12 +194,29 @@ sb_cmd_broker (int argc, char **argv)
         fprintf (stderr, "sb broker: unexpected argument '%s' (try --help)\n", argv [optind]);
         return SB_EXIT_USAGE;
     }
-    /*  Cluster membership and beacons are taken now and used once the
-        beacon module is wired in; encryption arrives with security.  */
-    (void) cluster;
-    (void) beacon;
-    (void) insecure;
-    fprintf (stderr, "sb broker: WARNING: traffic is not encrypted (CURVE is not available yet)\n");
+    config.cluster = cluster;
+    config.beacon = beacon;
+    config.beacon_port = beacon_port;
+    if (insecure && (keys || member || certs || revoked))
+        fprintf (stderr, "sb broker: --insecure given: --keys, --member, --certs and --revoked are ignored\n");
+    if (!keys)
+        keys = getenv (SB_IDENTITY_KEYS_ENV);
+    if (insecure) {
+        fprintf (stderr, "sb broker: WARNING: --insecure: traffic is neither encrypted nor "
+                         "authenticated, and anyone may offer or call anything\n");
+    }
+    else {
+        if (!keys || !*keys) {
+            fprintf (stderr, "sb broker: no keys: run 'sb keygen' (docs/security.md) and pass "
+                             "--keys DIR --member NAME (or set SB_KEYS, SB_MEMBER), or pass --insecure\n");
+            return SB_EXIT_USAGE;
+        }
+        config.secure = true;
+        config.keys_dir = keys;
+        config.member = member;
+        config.certs_dir = certs;
+        config.revoked = revoked;
+    }
 
     /*  Block the signals before any thread exists: every thread inherits
         the mask, and sigwait() below is the only taker.  A handler is set
@@ -173,6 +231,8 @@ sb_cmd_broker (int argc, char **argv)
     sigemptyset (&signals);
     sigaddset (&signals, SIGINT);
     sigaddset (&signals, SIGTERM);
+    sigaction (SIGHUP, &action, NULL);
+    sigaddset (&signals, SIGHUP);
     pthread_sigmask (SIG_BLOCK, &signals, NULL);
 
     sb_error_t err;
@@ -181,12 +241,28 @@ sb_cmd_broker (int argc, char **argv)
         fprintf (stderr, "sb broker: %s\n", err.text);
         return err.code == SB_E_BAD_REQUEST ? SB_EXIT_USAGE : SB_EXIT_FAILURE;
     }
-    printf ("sb broker: %s listening on %s\n", sb_broker_name (broker), sb_broker_endpoint (broker));
+    const uint8_t *key = sb_broker_public_key (broker);
+    if (key) {
+        char hex [2 * 32 + 1];
+        sodium_bin2hex (hex, sizeof hex, key, 32);
+        printf ("sb broker: %s listening on %s#%s\n", sb_broker_name (broker), sb_broker_endpoint (broker), hex);
+    }
+    else
+        printf ("sb broker: %s listening on %s\n", sb_broker_name (broker), sb_broker_endpoint (broker));
     fflush (stdout);
 
-    int sig = 0;
-    while (sigwait (&signals, &sig) != 0)
-        ;
+    for (;;) {
+        int sig = 0;
+        if (sigwait (&signals, &sig) != 0)
+            continue;
+        if (sig != SIGHUP)
+            break;
+        if (sb_broker_reload (broker, &err))
+            fprintf (stderr, "sb broker: SIGHUP: reload failed, the previous certificates and "
+                             "revocations stay in force: %s\n", err.text);
+        else
+            fprintf (stderr, "sb broker: SIGHUP: certificates and revocations reloaded\n");
+    }
     sb_broker_destroy (&broker);
     return SB_EXIT_OK;
 }
