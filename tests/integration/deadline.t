@@ -48,7 +48,10 @@ done
 [ "${LATE:-0}" -ge 1 ]
 ok $? "the late answer was dropped and counted (late_replies = $LATE)"
 is "$("$SB" call --connect "$BROKER" --timeout 10000 echo.echo '"after"')" '"after"' "the service answers afterwards"
-[ "$(stat_value timeouts)" -ge 1 ] && [ "$(stat_value errors.timeout)" -ge 2 ]
-ok $? "sys.stats counts the timeouts"
+# Both callers got timeout; which side noticed first (the broker's clock or
+# the instance's own deadline for its deferred request) is a race, so count
+# the timeout errors the broker sent or forwarded, not its own expiries.
+[ "$(stat_value errors.timeout)" -ge 2 ]
+ok $? "sys.stats counts the timeouts (errors.timeout = $(stat_value errors.timeout))"
 
 done_testing
