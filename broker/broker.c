@@ -280,6 +280,7 @@ typedef struct {
     char idhex [2 * SB_BEACON_ID_SIZE + 1];
     char announce [SB_BEACON_ENDPOINT_MAX + 1];
     sb_beacon_t *beacon;
+    int64_t beacon_due;             /* when the beacon needs a tick or expiry */
     cbroker_t **brokers;
     size_t nbrokers, balloc;
     bool dir_dirty;
@@ -1541,7 +1542,7 @@ s_cbroker_name (engine_t *self, const cbroker_t *cb)
 static void
 s_sys_services (engine_t *self, msgpack_packer *pk)
 {
-    msgpack_pack_map (pk, 3);
+    msgpack_pack_map (pk, 4);
     s_pack_cstr (pk, "broker");
     s_pack_cstr (pk, self->args->name);
     s_pack_cstr (pk, "brokers");
@@ -1568,13 +1569,18 @@ s_sys_services (engine_t *self, msgpack_packer *pk)
         msgpack_pack_false (pk);
     }
     s_pack_cstr (pk, "services");
-    size_t count = zhashx_size (self->services);
+    msgpack_pack_array (pk, zhashx_size (self->services));
+    for (service_t *s = zhashx_first (self->services); s; s = zhashx_next (self->services))
+        s_pack_service (self, pk, s);
+    /*  Apart, so that counting a service's instances in "services" stays
+        right: every host connects to every broker, so the same instances
+        are usually listed by each broker.  */
+    s_pack_cstr (pk, "remote");
+    size_t count = 0;
     for (peer_t *p = zhashx_first (self->peers); p; p = zhashx_next (self->peers))
         if (p->dir)
             count += p->dir->nservices;
     msgpack_pack_array (pk, count);
-    for (service_t *s = zhashx_first (self->services); s; s = zhashx_next (self->services))
-        s_pack_service (self, pk, s);
     for (peer_t *p = zhashx_first (self->peers); p; p = zhashx_next (self->peers))
         if (p->dir)
             s_pack_remote (pk, p->dir);
@@ -2496,11 +2502,8 @@ s_broker_actor (zsock_t *pipe, void *arg)
         int64_t wake = self->next_tick;
         if (self->heap_size && self->heap [0]->deadline < wake)
             wake = self->heap [0]->deadline;
-        if (self->beacon) {
-            int due = sb_beacon_timeout (self->beacon, self->now);
-            if (due >= 0 && self->now + due < wake)
-                wake = self->now + due;
-        }
+        if (self->beacon && self->beacon_due < wake)
+            wake = self->beacon_due;
         long timeout = wake > self->now ? (long) (wake - self->now) : 0;
         /*  ROUTER, pipe, the beacon if any, then one item per open link
             (owners [i] says whose).  */
@@ -2566,8 +2569,14 @@ s_broker_actor (zsock_t *pipe, void *arg)
         for (int i = first_link; i < count; i++)
             if (items [i].revents & ZMQ_POLLIN)
                 s_link_recv (self, owners [i]);
-        if (self->beacon)
-            s_beacon_work (self, beacon_item >= 0 && (items [beacon_item].revents & ZMQ_POLLIN));
+        if (self->beacon) {
+            bool readable = beacon_item >= 0 && (items [beacon_item].revents & ZMQ_POLLIN);
+            if (readable || self->now >= self->beacon_due) {
+                s_beacon_work (self, readable);
+                int due = sb_beacon_timeout (self->beacon, self->now);
+                self->beacon_due = self->now + (due >= 0 ? due : 1000);
+            }
+        }
         if (self->now >= self->next_tick) {
             s_tick (self);
             s_links_tick (self);

@@ -77,12 +77,14 @@ s_lists (zsock_t *sock, const char *name, const char *service)
     for (uint32_t i = 0; brokers && brokers->type == MSGPACK_OBJECT_ARRAY && i < brokers->via.array.size; i++)
         if (s_str_is (bp_get (&brokers->via.array.ptr [i], "name"), name))
             broker = true;
-    const msgpack_object *services = bp_get (&u.data, "services");
-    for (uint32_t i = 0; service && services && services->type == MSGPACK_OBJECT_ARRAY
-                         && i < services->via.array.size; i++) {
-        const msgpack_object *s = &services->via.array.ptr [i];
-        if (s_str_is (bp_get (s, "name"), service) && s_str_is (bp_get (s, "broker"), name))
-            found = true;
+    for (int list = 0; list < 2; list++) {
+        const msgpack_object *services = bp_get (&u.data, list ? "remote" : "services");
+        for (uint32_t i = 0; service && services && services->type == MSGPACK_OBJECT_ARRAY
+                             && i < services->via.array.size; i++) {
+            const msgpack_object *s = &services->via.array.ptr [i];
+            if (s_str_is (bp_get (s, "name"), service) && s_str_is (bp_get (s, "broker"), name))
+                found = true;
+        }
     }
     msgpack_unpacked_destroy (&u);
     return broker && found;
@@ -149,6 +151,16 @@ main (void)
     int64_t t2 = s_wait_lists (a2, "c1", "alpha", true, 2000);
     tap_ok (t2 >= 0, "c2 lists broker c1 and its service alpha within 2 s (%lld ms)", (long long) t2);
     tap_ok (s_lists (a1, "c1", "alpha"), "c1 lists its own service alpha, marked c1");
+    msgpack_unpacked u;
+    bool apart = false;
+    if (bp_sys (a1, "services", &u) == 0) {
+        const msgpack_object *local = bp_get (&u.data, "services");
+        const msgpack_object *remote = bp_get (&u.data, "remote");
+        apart = local && local->type == MSGPACK_OBJECT_ARRAY && local->via.array.size == 1
+             && remote && remote->type == MSGPACK_OBJECT_ARRAY && remote->via.array.size == 1;
+        msgpack_unpacked_destroy (&u);
+    }
+    tap_ok (apart, "its own services under 'services', the other broker's under 'remote'");
     tap_ok (s_brokers (a1) == 2 && s_brokers (a2) == 2, "each lists exactly 2 brokers (itself and the other)");
 
     /*  Another cluster on the same port: heard, counted, never listed.  */
@@ -205,10 +217,9 @@ main (void)
     int64_t gone = zclock_mono () - start;
     tap_ok (s_brokers (a1) == 1, "a stopped broker is dropped from the other's list (%lld ms)", (long long) gone);
     tap_ok (gone <= 3 * INTERVAL + 700, "... within 3 intervals");
-    msgpack_unpacked u;
     bool beta = true;
     if (bp_sys (a1, "services", &u) == 0) {
-        const msgpack_object *services = bp_get (&u.data, "services");
+        const msgpack_object *services = bp_get (&u.data, "remote");
         beta = services && services->type == MSGPACK_OBJECT_ARRAY && services->via.array.size > 0;
         msgpack_unpacked_destroy (&u);
     }
