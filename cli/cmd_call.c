@@ -21,6 +21,9 @@ s_help (FILE *out)
         "  -c, --connect ENDPOINT  broker to use (default $SB_CONNECT, else %s)\n"
         SB_CLI_CLUSTER_HELP
         "  -t, --timeout MS        give up after MS milliseconds (default 5000)\n"
+        "  -i, --idempotent        the method is safe to run twice: if the broker\n"
+        "                          carrying the call is lost, send it through another\n"
+        "                          one of the cluster (within the same deadline)\n"
         "  -h, --help              this text\n"
         "\n"
         "exit status: 0 reply printed; 1 the call failed (one line 'sb call: CODE: TEXT'\n"
@@ -41,15 +44,17 @@ sb_cmd_call (int argc, char **argv)
     static const struct option options [] = {
         { "connect", required_argument, NULL, 'c' },
         { "timeout", required_argument, NULL, 't' },
+        { "idempotent", no_argument, NULL, 'i' },
         SB_CLI_CLUSTER_OPTIONS,
         { "help", no_argument, NULL, 'h' },
         { NULL, 0, NULL, 0 }
     };
     const char *connect = NULL;
     long timeout_ms = 5000;
+    bool idempotent = false;
     int opt;
     optind = 1;
-    while ((opt = getopt_long (argc, argv, "c:t:h", options, NULL)) != -1) {
+    while ((opt = getopt_long (argc, argv, "c:t:ih", options, NULL)) != -1) {
         if (opt == 'c')
             connect = optarg;
         else if (opt == 't') {
@@ -60,6 +65,8 @@ sb_cmd_call (int argc, char **argv)
             if (sb_cli_cluster_option ("call", opt, optarg) == -1)
                 return SB_EXIT_USAGE;
         }
+        else if (opt == 'i')
+            idempotent = true;
         else if (opt == 'h') {
             s_help (stdout);
             return SB_EXIT_OK;
@@ -95,6 +102,8 @@ sb_cmd_call (int argc, char **argv)
     if (client) {
         sb_reply_t *reply = NULL;
         sb_error_t err = { 0 };
+        if (idempotent)
+            sb_client_idempotent (client, service, dot + 1);
         if (sb_client_call (client, service, dot + 1, body.data, body.size, (int) timeout_ms,
                             &reply, &err) == 0) {
             status = sb_cli_print_json ("call", &reply->body) == 0 ? SB_EXIT_OK : SB_EXIT_FAILURE;

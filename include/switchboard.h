@@ -234,7 +234,15 @@ typedef struct {
     int beacon_port;        /* UDP beacon port; 0 means 7690 */
     const char *cluster;    /* cluster name; NULL means "default" */
     const char *beacon;     /* "lo", an interface name, "239.x.y.z[@IFACE]", "off" */
-    void *reserved [6];     /* keys: later; keep zero */
+    /*  Security (docs/security.md).  With `keys` or `member` set the client
+        loads that identity (keys directory DIR, member NAME; a NULL one
+        means $SB_KEYS / $SB_MEMBER) and every link is a CURVE client: each
+        endpoint must then carry its broker's public key,
+        "tcp://host:port#KEY".  Both NULL: no identity, plaintext links,
+        and an endpoint with a #KEY is refused.  */
+    const char *keys;       /* keys directory */
+    const char *member;     /* member name in it */
+    void *reserved [4];     /* keep zero */
 } sb_client_options_t;
 
 SB_EXPORT sb_client_t *sb_client_new (const sb_client_options_t *options, sb_error_t *err);
@@ -265,6 +273,15 @@ SB_EXPORT int sb_client_call (sb_client_t *self, const char *service, const char
 SB_EXPORT int sb_client_call_async (sb_client_t *self, const char *service, const char *method,
                                     const void *body, size_t size, int timeout_ms,
                                     sb_reply_fn *callback, void *arg, sb_error_t *err);
+
+/*  Declares service.method safe to run twice (method "*": every method
+    of the service).  Its calls then carry the idempotent flag, and a
+    call whose broker is lost while it is in flight goes out again
+    through another broker of the cluster (same request id, `retry`
+    flag) within its deadline, and is answered once.  A call to a method
+    not declared is answered `unavailable` when its broker is lost.
+    Returns 0, or -1 for a bad name.  */
+SB_EXPORT int sb_client_idempotent (sb_client_t *self, const char *service, const char *method);
 
 SB_EXPORT int sb_client_publish (sb_client_t *self, const char *topic,
                                  const void *body, size_t size);

@@ -14,6 +14,7 @@
     kept by the peer, so it returns `timeout` even if no broker answers.
 */
 #include "discovery.h"
+#include "identity.h"
 #include "peer.h"
 
 #include <czmq.h>
@@ -26,6 +27,7 @@
 struct sb_client {
     sb_peer_t *peer;
     sb_discovery_t *discovery;      /* NULL: fixed endpoints, no beacons */
+    sb_identity_t *identity;        /* NULL: plaintext links */
     int timeout_ms;
     size_t blocking;                /* blocking calls in progress (nested) */
 };
@@ -57,6 +59,13 @@ sb_client_new (const sb_client_options_t *options, sb_error_t *err)
         return NULL;
     }
     self->timeout_ms = options->timeout_ms > 0 ? options->timeout_ms : S_TIMEOUT_DEFAULT;
+    if (options->keys || options->member) {
+        self->identity = sb_identity_load (options->keys, options->member, err);
+        if (!self->identity) {
+            free (self);
+            return NULL;
+        }
+    }
     if (options->beacon) {
         /*  A cluster: seeds plus whatever the beacons announce.  */
         sb_discovery_config_t cluster = { .cluster = options->cluster, .beacon = options->beacon,
@@ -64,13 +73,16 @@ sb_client_new (const sb_client_options_t *options, sb_error_t *err)
                                           .seeds = options->endpoints };
         self->peer = sb_peer_new_empty (name, err);
         if (self->peer)
+            sb_peer_set_identity (self->peer, self->identity);
+        if (self->peer)
             self->discovery = sb_discovery_new (&cluster, self->peer, err);
         if (!self->discovery)
             sb_peer_destroy (&self->peer);
     }
     else
-        self->peer = sb_peer_new (options->endpoints, name, err);
+        self->peer = sb_peer_new_secure (options->endpoints, name, self->identity, err);
     if (!self->peer) {
+        sb_identity_destroy (&self->identity);
         free (self);
         return NULL;
     }
@@ -84,6 +96,7 @@ sb_client_destroy (sb_client_t **self_p)
         return;
     sb_discovery_destroy (&(*self_p)->discovery);
     sb_peer_destroy (&(*self_p)->peer);
+    sb_identity_destroy (&(*self_p)->identity);
     free (*self_p);
     *self_p = NULL;
 }
@@ -195,6 +208,14 @@ sb_client_call_async (sb_client_t *self, const char *service, const char *method
     return sb_peer_call (self->peer, service, method, body, size,
                          timeout_ms > 0 ? timeout_ms : self->timeout_ms,
                          callback, NULL, arg, NULL, err);
+}
+
+int
+sb_client_idempotent (sb_client_t *self, const char *service, const char *method)
+{
+    if (!self)
+        return -1;
+    return sb_peer_set_idempotent (self->peer, service, method);
 }
 
 int

@@ -7,8 +7,13 @@
     with EAGAIN (ZMQ_IMMEDIATE); HELLO is then retried after a short
     pause rather than a whole interval, so a fresh peer is welcomed as
     soon as the broker is reachable.
+
+    With an identity the DEALER is a CURVE client of the broker whose key
+    follows the endpoint ("tcp://host:port#KEY"); a broker's ZAP handler
+    that refuses us simply never answers, and HELLO keeps being retried.
 */
 #include "link.h"
+#include "identity.h"
 
 #include <czmq.h>
 #include <errno.h>
@@ -41,8 +46,33 @@ sb_link_t *
 sb_link_new (const char *endpoint, const char *name, uint32_t id,
              sb_link_welcome_fn *welcome, void *arg, sb_error_t *err)
 {
+    return sb_link_new_secure (endpoint, name, id, NULL, welcome, arg, err);
+}
+
+sb_link_t *
+sb_link_new_secure (const char *endpoint, const char *name, uint32_t id,
+                    const sb_identity_t *identity,
+                    sb_link_welcome_fn *welcome, void *arg, sb_error_t *err)
+{
     if (!endpoint || !*endpoint || strlen (endpoint) > 255) {
         sb_error_set (err, SB_E_BAD_REQUEST, "bad broker endpoint");
+        return NULL;
+    }
+    /*  "ENDPOINT#KEY": the broker's CURVE key travels with its address.  */
+    char address [SB_ENDPOINT_MAX];
+    uint8_t server_key [SB_KEY_SIZE];
+    bool has_key;
+    if (sb_identity_parse_endpoint (endpoint, address, server_key, &has_key, err))
+        return NULL;
+    if (identity && !has_key) {
+        sb_error_set (err, SB_E_BAD_REQUEST, "broker endpoint '%s' has no #KEY: a member "
+                      "(--keys/--member) needs the broker's public key as ENDPOINT#KEY", address);
+        return NULL;
+    }
+    if (!identity && has_key) {
+        sb_error_set (err, SB_E_BAD_REQUEST, "broker endpoint '%s' is secure (#KEY) but no "
+                      "identity was given: use --keys DIR --member NAME (or $SB_KEYS, $SB_MEMBER)",
+                      address);
         return NULL;
     }
     if (!sb_wire_valid_name (name, SB_NAME_MAX)) {
@@ -69,9 +99,13 @@ sb_link_new (const char *endpoint, const char *name, uint32_t id,
     zmq_setsockopt (self->handle, ZMQ_IMMEDIATE, &one, sizeof one);
     zmq_setsockopt (self->handle, ZMQ_SNDHWM, &hwm, sizeof hwm);
     zmq_setsockopt (self->handle, ZMQ_RCVHWM, &hwm, sizeof hwm);
-    if (zmq_connect (self->handle, endpoint)) {
+    if (identity && sb_identity_curve_client (identity, self->handle, server_key, err)) {
+        sb_link_destroy (&self);
+        return NULL;
+    }
+    if (zmq_connect (self->handle, address)) {
         sb_error_set (err, SB_E_BAD_REQUEST, "cannot connect to '%s': %s",
-                      endpoint, zmq_strerror (zmq_errno ()));
+                      address, zmq_strerror (zmq_errno ()));
         sb_link_destroy (&self);
         return NULL;
     }
@@ -229,6 +263,15 @@ sb_link_recv (sb_link_t *self, sb_header_t *header, zmq_msg_t *body)
             return 0;
         default:
             return 1;
+    }
+}
+
+void
+sb_link_lost (sb_link_t *self, int64_t now)
+{
+    if (self->alive) {
+        self->alive = false;
+        self->hello_at = now;
     }
 }
 

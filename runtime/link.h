@@ -22,6 +22,7 @@
 #define SB_LINK_H_INCLUDED
 
 #include "wire.h"
+#include "identity.h"
 #include <zmq.h>
 
 typedef struct sb_link sb_link_t;
@@ -41,6 +42,15 @@ typedef void (sb_link_welcome_fn) (sb_link_t *link, void *arg);
     Returns NULL with err filled on a bad endpoint.  */
 sb_link_t *sb_link_new (const char *endpoint, const char *name, uint32_t id,
                         sb_link_welcome_fn *welcome, void *arg, sb_error_t *err);
+/*  The same as a CURVE client when `identity` is given (borrowed; must
+    outlive the link).  `endpoint` may carry the broker's CURVE public key
+    as "ENDPOINT#KEY" (identity.h).  With an identity the key is required;
+    without one an endpoint with a key is refused, so that a secure
+    broker is never tried in plaintext by mistake (docs/security.md,
+    "Insecure mode").  sb_link_endpoint returns `endpoint` as given.  */
+sb_link_t *sb_link_new_secure (const char *endpoint, const char *name, uint32_t id,
+                               const sb_identity_t *identity,
+                               sb_link_welcome_fn *welcome, void *arg, sb_error_t *err);
 /*  Sends BYE if the broker is alive, closes the socket (linger 0).  */
 void sb_link_destroy (sb_link_t **self_p);
 
@@ -70,6 +80,11 @@ int sb_link_send_bytes (sb_link_t *self, const sb_header_t *header,
     0 when a message was read and handled here (WELCOME, HEARTBEAT, BYE)
     or dropped (bad frames); -1 when nothing was waiting.  */
 int sb_link_recv (sb_link_t *self, sb_header_t *header, zmq_msg_t *body);
+
+/*  The connection to the broker dropped (the owner's socket monitor
+    saw it): the broker counts as dead at once, without waiting for three
+    silent intervals, and HELLO goes out again until a new WELCOME.  */
+void sb_link_lost (sb_link_t *self, int64_t now);
 
 /*  Session housekeeping: HELLO, HEARTBEAT, liveness.  `now` is
     zclock_mono () in ms.  */

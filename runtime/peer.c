@@ -11,13 +11,23 @@
     in FIFO order with their body and go out, with the time they have
     left, when a link is welcomed or on the next tick.
 
+    Failover: each call remembers the link it went out on.  When a link
+    dies (three silent intervals, BYE, the connection dropping as its
+    socket monitor reports, or the link removed), s_check_links sees it
+    go from up to down and s_failover handles its calls: an idempotent
+    one (declared with sb_peer_set_idempotent) keeps its body and goes
+    out again at once on another live link with SB_F_RETRY and the same
+    request id, or waits for one, within its first deadline; the others
+    are answered `unavailable`.  Whichever answer comes first is the
+    one delivered: the call leaves the table then, and a later answer
+    for its id finds nothing.
+
     Places kept for later work:
     - sealing: s_send_call is where a body is sealed for the service's
       key and SB_F_SEALED set, and s_on_reply where a sealed reply is
       opened (engineer E's runtime/seal);
-    - retries: s_on_reply sees `unavailable`, and sb_link_alive turning
-      false is seen in sb_peer_tick; an idempotent call could be re-sent
-      there on another live link with SB_F_RETRY and the same id;
+    - retries with backoff: s_on_reply sees `unavailable` for a call
+      that could be re-sent after a pause;
     - circuit breakers: sb_peer_call is where a per-service breaker
       refuses a call at once while its service keeps failing.
 */
@@ -51,6 +61,8 @@ typedef struct {
     zmq_msg_t body;                 /* kept while waiting */
     bool has_body;
     uint8_t trace [16];
+    uint32_t flags;                 /* SB_F_IDEMPOTENT, SB_F_RETRY */
+    uint32_t link_id;               /* link it went out on; 0 while waiting */
     char service [SB_NAME_MAX + 1];
     char method [SB_NAME_MAX + 1];
     void *next_spare;
@@ -66,6 +78,8 @@ typedef struct {
 struct sb_peer {
     char name [SB_NAME_MAX + 1];
     sb_link_t *links [SB_PEER_LINKS_MAX];
+    zsock_t *monitors [SB_PEER_LINKS_MAX];  /* per link, NULL if none */
+    bool up [SB_PEER_LINKS_MAX];    /* per link: alive when last looked at */
     size_t nlinks;
     size_t next_link;               /* round robin */
     uint32_t next_link_id;
@@ -75,6 +89,8 @@ struct sb_peer {
     zlistx_t *subs;                 /* s_sub_t, owned */
     int64_t next_deadline;
     uint64_t bad_bodies;
+    zhashx_t *idempotent;           /* keys "service/method"; method "*" for all */
+    uint64_t retries;
     msgpack_zone zone;              /* decodes replies and events */
     bool zone_busy;                 /* a callback holds it */
     s_call_t *spares;               /* answered calls, for reuse */
@@ -82,6 +98,7 @@ struct sb_peer {
     sb_link_welcome_fn *worker_welcome;
     sb_peer_request_fn *worker_request;
     void *worker_arg;
+    const sb_identity_t *identity;  /* borrowed; NULL: plaintext links */
 };
 
 static size_t
@@ -110,6 +127,13 @@ static void s_on_welcome (sb_link_t *link, void *arg);
 sb_peer_t *
 sb_peer_new (const char *endpoints, const char *name, sb_error_t *err)
 {
+    return sb_peer_new_secure (endpoints, name, NULL, err);
+}
+
+sb_peer_t *
+sb_peer_new_secure (const char *endpoints, const char *name,
+                    const sb_identity_t *identity, sb_error_t *err)
+{
     if (!endpoints || !*endpoints) {
         sb_error_set (err, SB_E_BAD_REQUEST, "no broker endpoint given");
         return NULL;
@@ -117,6 +141,7 @@ sb_peer_new (const char *endpoints, const char *name, sb_error_t *err)
     sb_peer_t *self = sb_peer_new_empty (name, err);
     if (!self)
         return NULL;
+    self->identity = identity;
 
     /*  Split the list on commas, skipping blanks around each endpoint.  */
     const char *p = endpoints;
@@ -175,6 +200,7 @@ sb_peer_new_empty (const char *name, sb_error_t *err)
     self->calls = zhashx_new ();
     self->waiting = zlistx_new ();
     self->subs = zlistx_new ();
+    self->idempotent = zhashx_new ();
     zhashx_set_key_hasher (self->calls, s_id_hash);
     zhashx_set_key_comparator (self->calls, s_id_compare);
     zhashx_set_key_duplicator (self->calls, NULL);
@@ -210,14 +236,77 @@ s_call_free (sb_peer_t *self, s_call_t *call)
         free (call);
 }
 
+/*  Watches a link's connection: a socket monitor reports the connection
+    dropping at once (a broker killed on this machine), where heartbeats
+    take three intervals.  NULL if it cannot be set up; heartbeats still
+    tell then.  */
+static zsock_t *
+s_monitor_new (sb_link_t *link)
+{
+    static int sequence;
+    char endpoint [64];
+    snprintf (endpoint, sizeof endpoint, "inproc://sb-link-monitor-%d",
+              __sync_fetch_and_add (&sequence, 1));
+    if (zmq_socket_monitor (sb_link_handle (link), endpoint, ZMQ_EVENT_DISCONNECTED))
+        return NULL;
+    zsock_t *monitor = zsock_new (ZMQ_PAIR);
+    if (monitor && zsock_connect (monitor, "%s", endpoint))
+        zsock_destroy (&monitor);
+    if (!monitor)
+        zmq_socket_monitor (sb_link_handle (link), NULL, 0);
+    return monitor;
+}
+
+static void
+s_monitor_destroy (zsock_t **monitor_p, sb_link_t *link)
+{
+    if (*monitor_p) {
+        zmq_socket_monitor (sb_link_handle (link), NULL, 0);
+        zsock_destroy (monitor_p);
+    }
+}
+
+/*  Reads the monitor's events (a bounded number); true if one says the
+    connection dropped.  */
+static bool
+s_monitor_lost (zsock_t *monitor)
+{
+    bool lost = false;
+    void *handle = zsock_resolve (monitor);
+    for (int i = 0; i < 64; i++) {
+        zmq_msg_t frame;
+        zmq_msg_init (&frame);
+        if (zmq_msg_recv (&frame, handle, ZMQ_DONTWAIT) < 0) {
+            zmq_msg_close (&frame);
+            break;
+        }
+        uint16_t event = 0;
+        if (zmq_msg_size (&frame) >= sizeof event)
+            memcpy (&event, zmq_msg_data (&frame), sizeof event);
+        lost |= event == ZMQ_EVENT_DISCONNECTED;
+        /*  The endpoint frame follows.  */
+        while (zmq_msg_more (&frame)) {
+            zmq_msg_close (&frame);
+            zmq_msg_init (&frame);
+            if (zmq_msg_recv (&frame, handle, 0) < 0)
+                break;
+        }
+        zmq_msg_close (&frame);
+    }
+    return lost;
+}
+
 void
 sb_peer_destroy (sb_peer_t **self_p)
 {
     if (!self_p || !*self_p)
         return;
     sb_peer_t *self = *self_p;
-    for (size_t i = 0; i < self->nlinks; i++)
+    for (size_t i = 0; i < self->nlinks; i++) {
+        s_monitor_destroy (&self->monitors [i], self->links [i]);
         sb_link_destroy (&self->links [i]);
+    }
+    zhashx_destroy (&self->idempotent);
     for (s_call_t *call = zhashx_first (self->calls); call; call = zhashx_next (self->calls))
         s_call_free (self, call);
     zhashx_destroy (&self->calls);
@@ -242,29 +331,46 @@ sb_peer_set_worker (sb_peer_t *self, sb_link_welcome_fn *welcome,
     self->worker_arg = arg;
 }
 
+void
+sb_peer_set_identity (sb_peer_t *self, const sb_identity_t *identity)
+{
+    self->identity = identity;
+}
+
 int
 sb_peer_connect (sb_peer_t *self, const char *endpoint, sb_error_t *err)
 {
     if (self->nlinks == SB_PEER_LINKS_MAX)
         return sb_error_set (err, SB_E_BAD_REQUEST, "more than %d brokers", SB_PEER_LINKS_MAX);
-    sb_link_t *link = sb_link_new (endpoint, self->name, self->next_link_id,
-                                   s_on_welcome, self, err);
+    sb_link_t *link = sb_link_new_secure (endpoint, self->name, self->next_link_id,
+                                          self->identity, s_on_welcome, self, err);
     if (!link)
         return -1;
     self->next_link_id++;
+    self->monitors [self->nlinks] = s_monitor_new (link);
+    self->up [self->nlinks] = false;
     self->links [self->nlinks++] = link;
     return 0;
 }
+
+static void s_failover (sb_peer_t *self, uint32_t link_id, const char *broker);
 
 int
 sb_peer_disconnect (sb_peer_t *self, const char *endpoint)
 {
     for (size_t i = 0; i < self->nlinks; i++)
         if (streq (sb_link_endpoint (self->links [i]), endpoint)) {
+            uint32_t id = sb_link_id (self->links [i]);
+            char broker [SB_NAME_MAX + 1];
+            snprintf (broker, sizeof broker, "%s", sb_link_broker (self->links [i]));
+            s_monitor_destroy (&self->monitors [i], self->links [i]);
             sb_link_destroy (&self->links [i]);
-            memmove (&self->links [i], &self->links [i + 1],
-                     (self->nlinks - i - 1) * sizeof self->links [0]);
+            size_t after = self->nlinks - i - 1;
+            memmove (&self->links [i], &self->links [i + 1], after * sizeof self->links [0]);
+            memmove (&self->monitors [i], &self->monitors [i + 1], after * sizeof self->monitors [0]);
+            memmove (&self->up [i], &self->up [i + 1], after * sizeof self->up [0]);
             self->nlinks--;
+            s_failover (self, id, broker);
             return 0;
         }
     return -1;
@@ -292,6 +398,41 @@ sb_peer_links_alive (const sb_peer_t *self)
     for (size_t i = 0; i < self->nlinks; i++)
         alive += sb_link_alive (self->links [i]);
     return alive;
+}
+
+int
+sb_peer_set_idempotent (sb_peer_t *self, const char *service, const char *method)
+{
+    if (!sb_wire_valid_name (service, SB_NAME_MAX)
+    ||  !method || (strcmp (method, "*") != 0 && !sb_wire_valid_name (method, SB_NAME_MAX))) {
+        errno = EINVAL;
+        return -1;
+    }
+    char key [2 * SB_NAME_MAX + 2];
+    snprintf (key, sizeof key, "%s/%s", service, method);
+    if (!zhashx_lookup (self->idempotent, key))
+        zhashx_insert (self->idempotent, key, self);
+    return 0;
+}
+
+/*  Whether calls to service.method may be sent twice.  */
+static bool
+s_idempotent (sb_peer_t *self, const char *service, const char *method)
+{
+    if (zhashx_size (self->idempotent) == 0)
+        return false;
+    char key [2 * SB_NAME_MAX + 2];
+    snprintf (key, sizeof key, "%s/%s", service, method);
+    if (zhashx_lookup (self->idempotent, key))
+        return true;
+    snprintf (key, sizeof key, "%s/*", service);
+    return zhashx_lookup (self->idempotent, key) != NULL;
+}
+
+uint64_t
+sb_peer_retries (const sb_peer_t *self)
+{
+    return self->retries;
 }
 
 size_t
@@ -376,13 +517,16 @@ s_pick_link (sb_peer_t *self, size_t attempt)
     return NULL;
 }
 
-/*  Tries each live link once.  0 when sent.  */
+/*  Tries each live link once.  0 when sent.  An idempotent call sends a
+    copy of its body (shared, not duplicated) and keeps it for a retry;
+    the others give theirs to the link.  */
 static int
 s_send_call (sb_peer_t *self, s_call_t *call, int64_t now)
 {
     sb_header_t h;
     sb_header_init (&h, SB_CMD_REQUEST);
     h.request_id = call->id;
+    h.flags = call->flags;
     h.present |= SB_H_REQUEST_ID | SB_H_TIMEOUT | SB_H_TRACE;
     strcpy (h.service, call->service);
     strcpy (h.method, call->method);
@@ -394,10 +538,27 @@ s_send_call (sb_peer_t *self, s_call_t *call, int64_t now)
         sb_link_t *link = s_pick_link (self, attempt);
         if (!link)
             break;
-        if (sb_link_send (link, &h, call->has_body ? &call->body : NULL) == 0) {
+        bool keep = call->has_body && (call->flags & SB_F_IDEMPOTENT);
+        zmq_msg_t copy;
+        if (keep && (zmq_msg_init (&copy) || zmq_msg_copy (&copy, &call->body))) {
+            zmq_msg_close (&copy);
+            return -1;
+        }
+        zmq_msg_t *body = keep ? &copy : call->has_body ? &call->body : NULL;
+        if (sb_link_send (link, &h, body) == 0) {
             self->next_link = (self->next_link + 1) % self->nlinks;
+            call->link_id = sb_link_id (link);
+            if (keep)
+                zmq_msg_close (&copy);
+            else
+            if (call->has_body) {
+                zmq_msg_close (&call->body);
+                call->has_body = false;
+            }
             return 0;
         }
+        if (keep)
+            zmq_msg_close (&copy);
     }
     return -1;
 }
@@ -412,10 +573,6 @@ s_flush_waiting (sb_peer_t *self, int64_t now)
             break;
         zlistx_detach (self->waiting, NULL);
         call->waiting = NULL;
-        if (call->has_body) {
-            zmq_msg_close (&call->body);
-            call->has_body = false;
-        }
     }
 }
 
@@ -450,6 +607,8 @@ sb_peer_call (sb_peer_t *self, const char *service, const char *method,
     call->arg = arg;
     strcpy (call->service, service);
     strcpy (call->method, method);
+    if (s_idempotent (self, service, method))
+        call->flags = SB_F_IDEMPOTENT;
     randombytes_buf (call->trace, sizeof call->trace);
     if (size > 0) {
         if (zmq_msg_init_size (&call->body, size)) {
@@ -464,12 +623,7 @@ sb_peer_call (sb_peer_t *self, const char *service, const char *method,
         s_call_free (self, call);
         return sb_error_set (err, SB_E_INTERNAL, "request id in use");
     }
-    if (zlistx_size (self->waiting) == 0 && s_send_call (self, call, now) == 0) {
-        if (call->has_body)
-            zmq_msg_close (&call->body);
-        call->has_body = false;
-    }
-    else
+    if (zlistx_size (self->waiting) > 0 || s_send_call (self, call, now) != 0)
         call->waiting = zlistx_add_end (self->waiting, call);
     if (call->deadline < self->next_deadline)
         self->next_deadline = call->deadline;
@@ -556,6 +710,69 @@ s_on_reply (sb_peer_t *self, const sb_header_t *h, zmq_msg_t *body)
     else
         s_deliver (self, call, zmq_msg_data (body), zmq_msg_size (body), NULL);
     return 1;
+}
+
+/*  The calls that went out on a dead link: idempotent ones go out again
+    (or wait for a live link) with the retry flag, the others are
+    answered `unavailable`.  Ids are collected first: callbacks may make,
+    answer or cancel calls.  */
+static void
+s_failover (sb_peer_t *self, uint32_t link_id, const char *broker)
+{
+    size_t count = 0;
+    for (s_call_t *call = zhashx_first (self->calls); call; call = zhashx_next (self->calls))
+        count += call->link_id == link_id && !call->waiting;
+    if (count == 0)
+        return;
+    uint64_t *lost = malloc (count * sizeof *lost);
+    size_t nlost = 0;
+    int64_t now = zclock_mono ();
+    for (s_call_t *call = zhashx_first (self->calls); call; call = zhashx_next (self->calls)) {
+        if (call->link_id != link_id || call->waiting)
+            continue;
+        call->link_id = 0;
+        if (call->flags & SB_F_IDEMPOTENT) {
+            call->flags |= SB_F_RETRY;
+            self->retries++;
+            if (s_send_call (self, call, now))
+                call->waiting = zlistx_add_end (self->waiting, call);
+        }
+        else
+        if (lost)
+            lost [nlost++] = call->id;
+    }
+    for (size_t i = 0; i < nlost; i++) {
+        s_call_t *call = zhashx_lookup (self->calls, &lost [i]);
+        if (!call)
+            continue;
+        s_unlink_call (self, call);
+        sb_error_t err;
+        sb_error_set (&err, SB_E_UNAVAILABLE, "broker %s was lost with %s.%s in flight "
+                      "(not idempotent, so not retried)", broker [0] ? broker : "(unnamed)",
+                      call->service, call->method);
+        s_deliver (self, call, NULL, 0, &err);
+    }
+    free (lost);
+}
+
+/*  Fails over the calls of every link that died since the last look.  */
+static void
+s_check_links (sb_peer_t *self)
+{
+    uint32_t dead [SB_PEER_LINKS_MAX];
+    char names [SB_PEER_LINKS_MAX][SB_NAME_MAX + 1];
+    size_t ndead = 0;
+    for (size_t i = 0; i < self->nlinks; i++) {
+        bool alive = sb_link_alive (self->links [i]);
+        if (self->up [i] && !alive) {
+            dead [ndead] = sb_link_id (self->links [i]);
+            snprintf (names [ndead], sizeof names [0], "%s", sb_link_broker (self->links [i]));
+            ndead++;
+        }
+        self->up [i] = alive;
+    }
+    for (size_t i = 0; i < ndead; i++)
+        s_failover (self, dead [i], names [i]);
 }
 
 /*  --------------------------------------------------------------------
@@ -661,6 +878,9 @@ static void
 s_on_welcome (sb_link_t *link, void *arg)
 {
     sb_peer_t *self = arg;
+    for (size_t i = 0; i < self->nlinks; i++)
+        if (self->links [i] == link)
+            self->up [i] = true;
     for (s_sub_t *sub = zlistx_first (self->subs); sub; sub = zlistx_next (self->subs))
         s_send_subscribe (link, sub);
     if (self->worker_welcome)
@@ -674,6 +894,9 @@ sb_peer_pollitems (sb_peer_t *self, zmq_pollitem_t *items, size_t max)
     size_t n = 0;
     for (size_t i = 0; i < self->nlinks && n < max; i++, n++)
         items [n] = (zmq_pollitem_t) { sb_link_handle (self->links [i]), 0, ZMQ_POLLIN, 0 };
+    for (size_t i = 0; i < self->nlinks && n < max; i++)
+        if (self->monitors [i])
+            items [n++] = (zmq_pollitem_t) { zsock_resolve (self->monitors [i]), 0, ZMQ_POLLIN, 0 };
     return n;
 }
 
@@ -717,12 +940,19 @@ sb_peer_handle (sb_peer_t *self, const zmq_pollitem_t *items, size_t count)
     for (size_t i = 0; i < count; i++) {
         if (!(items [i].revents & ZMQ_POLLIN))
             continue;
-        for (size_t l = 0; l < self->nlinks; l++)
+        for (size_t l = 0; l < self->nlinks; l++) {
             if (sb_link_handle (self->links [l]) == items [i].socket) {
                 dispatched += s_read_link (self, self->links [l]);
                 break;
             }
+            if (self->monitors [l] && zsock_resolve (self->monitors [l]) == items [i].socket) {
+                if (s_monitor_lost (self->monitors [l]))
+                    sb_link_lost (self->links [l], zclock_mono ());
+                break;
+            }
+        }
     }
+    s_check_links (self);
     return dispatched;
 }
 
@@ -749,6 +979,7 @@ sb_peer_tick (sb_peer_t *self)
     int64_t now = zclock_mono ();
     for (size_t i = 0; i < self->nlinks; i++)
         sb_link_tick (self->links [i], now);
+    s_check_links (self);
     if (zlistx_size (self->waiting))
         s_flush_waiting (self, now);
     if (now < self->next_deadline)

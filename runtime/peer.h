@@ -42,6 +42,14 @@ sb_peer_t *sb_peer_new (const char *endpoints, const char *name, sb_error_t *err
 /*  A peer with no link yet: brokers come later with sb_peer_connect (a
     cluster's beacons, see discovery.h).  Calls made meanwhile wait.  */
 sb_peer_t *sb_peer_new_empty (const char *name, sb_error_t *err);
+/*  sb_peer_new whose links are CURVE clients with `identity` (borrowed;
+    must outlive the peer; NULL: plaintext).  Each endpoint then carries
+    its broker's key, "ENDPOINT#KEY" (link.h, sb_link_new_secure).  */
+sb_peer_t *sb_peer_new_secure (const char *endpoints, const char *name,
+                               const sb_identity_t *identity, sb_error_t *err);
+/*  The identity links made from now on use (sb_peer_new_empty, then
+    this, then sb_peer_connect or discovery).  */
+void sb_peer_set_identity (sb_peer_t *self, const sb_identity_t *identity);
 /*  Says BYE on live links, drops outstanding calls without calling back. */
 void sb_peer_destroy (sb_peer_t **self_p);
 
@@ -52,7 +60,8 @@ void sb_peer_set_worker (sb_peer_t *self, sb_link_welcome_fn *welcome,
                          sb_peer_request_fn *request, void *arg);
 
 /*  Adds / removes a broker (the cluster's beacons will call these).
-    Calls sent through a removed link are answered at their deadline.  */
+    Calls sent through a removed link are handled as for a dead broker
+    (sb_peer_set_idempotent).  */
 int sb_peer_connect (sb_peer_t *self, const char *endpoint, sb_error_t *err);
 int sb_peer_disconnect (sb_peer_t *self, const char *endpoint);
 /*  The link with this id, or NULL if it was removed.  */
@@ -69,6 +78,19 @@ int sb_peer_call (sb_peer_t *self, const char *service, const char *method,
                   const void *body, size_t size, int timeout_ms,
                   sb_reply_fn *callback, sb_peer_raw_fn *raw, void *arg,
                   uint64_t *id_p, sb_error_t *err);
+/*  Declares service.method idempotent (method "*": every method of the
+    service).  Its calls then carry the idempotent flag, and when the
+    broker a call went through is lost (three silent intervals, BYE, the
+    connection dropping, or the link removed) the call goes out again at
+    once through another live broker, or the next one welcomed, with the
+    retry flag and the same request id, within its first deadline; it is
+    answered once, by whichever answer comes first.  Calls to methods not
+    declared are answered `unavailable` when their broker is lost.
+    0, or -1 (errno EINVAL) for a bad name.  */
+int sb_peer_set_idempotent (sb_peer_t *self, const char *service, const char *method);
+/*  Calls sent again because their broker was lost.  */
+uint64_t sb_peer_retries (const sb_peer_t *self);
+
 /*  Forgets a call without calling it back (a blocking caller that was
     interrupted).  */
 void sb_peer_cancel (sb_peer_t *self, uint64_t id);
@@ -94,7 +116,10 @@ int sb_peer_decode (const void *data, size_t size, msgpack_unpacked *unpacked,
 int sb_peer_decode_zone (const void *data, size_t size, msgpack_zone *zone,
                          msgpack_object *obj) SB_WARN_UNUSED;
 
-/*  Fills items with the links' sockets (ZMQ_POLLIN); returns how many.  */
+/*  Fills items with the links' sockets (ZMQ_POLLIN), then, room
+    permitting, one socket monitor per link that reports a dropped
+    connection at once; returns how many.  Pass them all to
+    sb_peer_handle.  */
 size_t sb_peer_pollitems (sb_peer_t *self, zmq_pollitem_t *items, size_t max);
 /*  Reads what the polled items say is waiting and runs the callbacks.
     Returns the number of replies and events dispatched.  */
