@@ -215,10 +215,13 @@ s_start_instances (run_t *self, const char *endpoints, int instances, int capaci
                    bool validate_replies)
 {
     sb_cli_cluster_t cluster = sb_cli_cluster ();
+    const sb_identity_t *identity = NULL;
+    if (sb_cli_identity ("run", &identity) == -1)
+        return -1;
     sb_instance_options_t options = { .schemas = self->schemas,
                                       .validate_replies = validate_replies,
                                       .cluster = cluster.cluster, .beacon = cluster.beacon,
-                                      .beacon_port = cluster.port };
+                                      .beacon_port = cluster.port, .identity = identity };
     for (int i = 0; i < self->plugin_count; i++) {
         const sb_service_t *service = sb_plugin_service (self->plugins [i]);
         const sb_config_t *view = sb_config_view (self->config, service->name);
@@ -348,6 +351,7 @@ sb_cmd_run (int argc, char **argv)
         fprintf (stderr, "sb run: %s, stopping\n", signo == SIGINT ? "SIGINT" : "SIGTERM");
     }
     s_shutdown (self);
+    sb_cli_identity_free ();
     free (self);
     return status;
 }

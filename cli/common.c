@@ -48,6 +48,10 @@ sb_cli_valid_name (const char *name, size_t len)
 
 /*  Cluster options given on the command line (one command per process). */
 static sb_cli_cluster_t s_cluster_options;
+/*  Security options, and sb run's identity.  */
+static sb_cli_security_t s_security_options;
+static bool s_insecure;
+static sb_identity_t *s_identity;
 
 int
 sb_cli_cluster_option (const char *cmd, int opt, const char *arg)
@@ -67,6 +71,22 @@ sb_cli_cluster_option (const char *cmd, int opt, const char *arg)
             return -1;
         }
         s_cluster_options.beacon = arg;
+        return 1;
+    }
+    if (opt == SB_CLI_OPT_KEYS || opt == SB_CLI_OPT_MEMBER) {
+        if (!*arg || strlen (arg) > 1024) {
+            fprintf (stderr, "sb %s: --%s: expected 1 to 1024 bytes\n", cmd,
+                     opt == SB_CLI_OPT_KEYS ? "keys" : "member");
+            return -1;
+        }
+        if (opt == SB_CLI_OPT_KEYS)
+            s_security_options.keys = arg;
+        else
+            s_security_options.member = arg;
+        return 1;
+    }
+    if (opt == SB_CLI_OPT_INSECURE) {
+        s_insecure = true;
         return 1;
     }
     if (opt == SB_CLI_OPT_BEACON_PORT) {
@@ -97,6 +117,43 @@ sb_cli_cluster (void)
     return cluster;
 }
 
+sb_cli_security_t
+sb_cli_security (void)
+{
+    sb_cli_security_t security = { NULL, NULL };
+    if (s_insecure)
+        return security;
+    security = s_security_options;
+    const char *env;
+    if (!security.keys && (env = getenv (SB_IDENTITY_KEYS_ENV)) && *env)
+        security.keys = env;
+    if (!security.member && (env = getenv (SB_IDENTITY_MEMBER_ENV)) && *env)
+        security.member = env;
+    return security;
+}
+
+int
+sb_cli_identity (const char *cmd, const sb_identity_t **identity)
+{
+    sb_cli_security_t security = sb_cli_security ();
+    if (!s_identity && (security.keys || security.member)) {
+        sb_error_t err = { 0 };
+        s_identity = sb_identity_load (security.keys, security.member, &err);
+        if (!s_identity) {
+            fprintf (stderr, "sb %s: %s\n", cmd, err.text);
+            return -1;
+        }
+    }
+    *identity = s_identity;
+    return 0;
+}
+
+void
+sb_cli_identity_free (void)
+{
+    sb_identity_destroy (&s_identity);
+}
+
 const char *
 sb_cli_endpoints (const char *option)
 {
@@ -112,9 +169,11 @@ sb_client_t *
 sb_cli_client (const char *cmd, const char *endpoints, int timeout_ms)
 {
     sb_cli_cluster_t cluster = sb_cli_cluster ();
+    sb_cli_security_t security = sb_cli_security ();
     sb_client_options_t options = { .endpoints = endpoints, .timeout_ms = timeout_ms,
                                     .cluster = cluster.cluster, .beacon = cluster.beacon,
-                                    .beacon_port = cluster.port };
+                                    .beacon_port = cluster.port,
+                                    .keys = security.keys, .member = security.member };
     sb_error_t err = { 0 };
     sb_client_t *client = sb_client_new (&options, &err);
     if (!client) {

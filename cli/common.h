@@ -12,6 +12,7 @@
 
 #include "commands.h"
 #include "switchboard.h"
+#include "identity.h"
 
 #define SB_EXIT_TIMEOUT 3
 
@@ -37,18 +38,33 @@ bool sb_cli_valid_name (const char *name, size_t len);
     static seeds, and without them the brokers are found by beacon only.  */
 #define SB_CLI_OPT_CLUSTER 0x101
 #define SB_CLI_OPT_BEACON 0x102
-#define SB_CLI_OPT_BEACON_PORT 0x103
+#define SB_CLI_OPT_KEYS 0x103
+#define SB_CLI_OPT_MEMBER 0x104
+#define SB_CLI_OPT_INSECURE 0x105
+/*  Last: commands pass every option in [SB_CLI_OPT_CLUSTER,
+    SB_CLI_OPT_BEACON_PORT] to sb_cli_cluster_option.  */
+#define SB_CLI_OPT_BEACON_PORT 0x106
 #define SB_CLI_CLUSTER_OPTIONS \
     { "cluster", required_argument, NULL, SB_CLI_OPT_CLUSTER }, \
     { "beacon", required_argument, NULL, SB_CLI_OPT_BEACON }, \
-    { "beacon-port", required_argument, NULL, SB_CLI_OPT_BEACON_PORT }
+    { "beacon-port", required_argument, NULL, SB_CLI_OPT_BEACON_PORT }, \
+    { "keys", required_argument, NULL, SB_CLI_OPT_KEYS }, \
+    { "member", required_argument, NULL, SB_CLI_OPT_MEMBER }, \
+    { "insecure", no_argument, NULL, SB_CLI_OPT_INSECURE }
 #define SB_CLI_CLUSTER_HELP \
     "      --cluster NAME      cluster to join (default $SB_CLUSTER, else 'default')\n" \
     "      --beacon MODE       find the cluster's brokers by UDP beacon: lo (this\n" \
     "                          machine), an interface name, 239.x.y.z[@IFACE]\n" \
     "                          (multicast) or off (default $SB_BEACON, else no\n" \
     "                          beacons); --connect endpoints are then static seeds\n" \
-    "      --beacon-port PORT  UDP beacon port (default $SB_BEACON_PORT, else 7690)\n"
+    "      --beacon-port PORT  UDP beacon port (default $SB_BEACON_PORT, else 7690)\n" \
+    "      --keys DIR          keys directory of this member (default $SB_KEYS);\n" \
+    "                          links are then CURVE and each endpoint carries its\n" \
+    "                          broker's key: tcp://HOST:PORT#KEY\n" \
+    "      --member NAME       member name in DIR (default $SB_MEMBER)\n" \
+    "      --insecure          no identity, plaintext links (ignore $SB_KEYS and\n" \
+    "                          $SB_MEMBER); without keys this is the default, and\n" \
+    "                          an endpoint with a #KEY is then refused\n"
 
 /*  How long a one-shot command waits for the first broker found by
     beacon: 1.5 default beacon intervals, plus the HELLO/WELCOME.  */
@@ -67,6 +83,21 @@ int sb_cli_cluster_option (const char *cmd, int opt, const char *arg);
 /*  The cluster settings: the options, else $SB_CLUSTER, $SB_BEACON,
     $SB_BEACON_PORT (a bad port in the environment is ignored).  */
 sb_cli_cluster_t sb_cli_cluster (void);
+
+/*  Security settings (--keys, --member, --insecure; recorded by
+    sb_cli_cluster_option): the options, else $SB_KEYS and $SB_MEMBER,
+    both NULL with --insecure or when neither is set (no identity).  */
+typedef struct {
+    const char *keys;
+    const char *member;
+} sb_cli_security_t;
+sb_cli_security_t sb_cli_security (void);
+
+/*  For sb run: loads the identity sb_cli_security names, once per
+    process, kept until sb_cli_identity_free.  0 with *identity NULL when
+    there is none, 0 with it set, or -1 after printing "sb CMD: ..."  */
+int sb_cli_identity (const char *cmd, const sb_identity_t **identity);
+void sb_cli_identity_free (void);
 
 /*  The endpoints to use for --connect `option`: the option, else
     $SB_CONNECT, else the default when no beacon is set, else NULL

@@ -708,12 +708,14 @@ s_actor_new (sb_instance_t *inst, sb_error_t *err)
                                           .seeds = inst->endpoints, .log = inst->instance == 0 };
         self->peer = sb_peer_new_empty (name, err);
         if (self->peer)
+            sb_peer_set_identity (self->peer, inst->options.identity);
+        if (self->peer)
             self->discovery = sb_discovery_new (&cluster, self->peer, err);
         if (!self->discovery)
             sb_peer_destroy (&self->peer);
     }
     else
-        self->peer = sb_peer_new (inst->endpoints, name, err);
+        self->peer = sb_peer_new_secure (inst->endpoints, name, inst->options.identity, err);
     return self;
 }
 

@@ -13,6 +13,7 @@
 
 #include "switchboard.h"
 #include "schema.h"
+#include "identity.h"
 
 typedef struct sb_instance sb_instance_t;
 
@@ -52,6 +53,12 @@ typedef struct {
     const char *cluster;            /* NULL: "default" */
     const char *beacon;
     int beacon_port;                /* 0: 7690 */
+    /*  Security (identity.h, docs/security.md): with an identity every
+        link is a CURVE client and every endpoint must carry its broker's
+        key ("tcp://host:port#KEY"); NULL: plaintext links, and an
+        endpoint with a key is refused.  Borrowed: must outlive the
+        instance.  */
+    const sb_identity_t *identity;
 } sb_instance_options_t;
 
 /*  sb_instance_start with options (NULL: none).  */
