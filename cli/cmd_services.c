@@ -13,7 +13,8 @@ s_help (FILE *out)
         "usage: sb services [--connect ENDPOINT] [--timeout MS] [--json]\n"
         "\n"
         "Lists the services the broker routes to: version, instances, capacity,\n"
-        "requests in flight and queued, methods (* = idempotent).\n"
+        "requests in flight and queued, methods (* = idempotent).  In a cluster,\n"
+        "also the other brokers and the services they route (from their directories).\n"
         "\n"
         "options:\n"
         "  -c, --connect ENDPOINT  broker to ask (default $SB_CONNECT, else %s)\n"
@@ -72,22 +73,25 @@ s_print_methods (const msgpack_object *methods)
     }
 }
 
-static void
-s_print_table (const msgpack_object *reply)
+static uint32_t
+s_array_size (const msgpack_object *array)
 {
-    const msgpack_object *broker = s_field (reply, "broker");
-    if (broker && broker->type == MSGPACK_OBJECT_STR)
-        printf ("broker %.*s\n", broker->via.str.size > 64 ? 64 : (int) broker->via.str.size, broker->via.str.ptr);
-    const msgpack_object *services = s_field (reply, "services");
-    uint32_t count = services && services->type == MSGPACK_OBJECT_ARRAY ? services->via.array.size : 0;
-    if (count == 0) {
-        printf ("no services\n");
-        return;
-    }
+    return array && array->type == MSGPACK_OBJECT_ARRAY ? array->via.array.size : 0;
+}
+
+/*  The service entries of `services` routed by `broker` (NULL: all).  */
+static void
+s_print_services (const msgpack_object *services, const msgpack_object *broker)
+{
     printf ("%-20s %-10s %-9s %-8s %-9s %-6s %s\n",
             "SERVICE", "VERSION", "INSTANCES", "CAPACITY", "IN-FLIGHT", "QUEUED", "METHODS");
-    for (uint32_t i = 0; i < count; i++) {
+    for (uint32_t i = 0; i < s_array_size (services); i++) {
         const msgpack_object *service = &services->via.array.ptr [i];
+        const msgpack_object *owner = s_field (service, "broker");
+        if (broker && !(owner && owner->type == MSGPACK_OBJECT_STR && broker->type == MSGPACK_OBJECT_STR
+                        && owner->via.str.size == broker->via.str.size
+                        && memcmp (owner->via.str.ptr, broker->via.str.ptr, broker->via.str.size) == 0))
+            continue;
         s_print_cell (s_field (service, "name"), 20);
         s_print_cell (s_field (service, "version"), 10);
         s_print_cell (s_field (service, "instances"), 9);
@@ -96,6 +100,44 @@ s_print_table (const msgpack_object *reply)
         s_print_cell (s_field (service, "queued"), 6);
         s_print_methods (s_field (service, "methods"));
         printf ("\n");
+    }
+}
+
+static void
+s_print_table (const msgpack_object *reply)
+{
+    const msgpack_object *broker = s_field (reply, "broker");
+    if (broker && broker->type == MSGPACK_OBJECT_STR)
+        printf ("broker %.*s\n", broker->via.str.size > 64 ? 64 : (int) broker->via.str.size, broker->via.str.ptr);
+    /*  The cluster's brokers, this one first (sys.services `brokers`).  */
+    const msgpack_object *brokers = s_field (reply, "brokers");
+    if (s_array_size (brokers) > 1) {
+        printf ("cluster of %u brokers:\n", s_array_size (brokers));
+        printf ("%-20s %s\n", "BROKER", "ENDPOINT");
+        for (uint32_t i = 0; i < s_array_size (brokers); i++) {
+            const msgpack_object *entry = &brokers->via.array.ptr [i];
+            const msgpack_object *self = s_field (entry, "self");
+            s_print_cell (s_field (entry, "name"), 20);
+            s_print_cell (s_field (entry, "endpoint"), 0);
+            printf ("%s\n", self && self->type == MSGPACK_OBJECT_BOOLEAN && self->via.boolean
+                            ? "(answering)" : "");
+        }
+        printf ("\n");
+    }
+    const msgpack_object *services = s_field (reply, "services");
+    if (s_array_size (services) == 0)
+        printf ("no services\n");
+    else
+        s_print_services (services, NULL);
+    /*  The other brokers' services, from their directories.  */
+    const msgpack_object *remote = s_field (reply, "remote");
+    for (uint32_t i = 1; i < s_array_size (brokers); i++) {
+        const msgpack_object *name = s_field (&brokers->via.array.ptr [i], "name");
+        if (!name || name->type != MSGPACK_OBJECT_STR || name->via.str.size == 0)
+            continue;
+        printf ("\nrouted by broker %.*s\n", name->via.str.size > 64 ? 64 : (int) name->via.str.size,
+                name->via.str.ptr);
+        s_print_services (remote, name);
     }
 }
 
