@@ -103,9 +103,9 @@ is "$OUT" '{"text":"cba"}' "sb call by discovery reaches echo"
 
 # LOAD idempotent calls, PAR at a time, each with its own 10 s deadline;
 # broker 1 is killed with SIGKILL once a quarter have been started.
-LOAD=200
+LOAD=100
 PAR=20
-KILL_AT=50
+KILL_AT=25
 mkdir -p "$SB_TMP/load"
 one_call () {
     local i=$1 s
