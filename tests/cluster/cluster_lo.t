@@ -35,13 +35,19 @@ cat "$SB_TMP/run.out" "$SB_TMP/run.err" | grep -q "appeared, linked"; ok $? "sb 
 # sb call with beacons only: waits for a broker, then calls.
 out=$("$SB" call echo.reverse '{"text": "abc"}' 2>&1)
 is "$out" '{"text":"cba"}' "sb call --beacon lo finds a broker and gets the reply"
-# Twenty one-shot calls land on both brokers.
+# Twenty one-shot calls all succeed through the cluster's brokers.  Which
+# broker a one-shot call uses is whichever it heard first: no promise of
+# spread is made for single calls (long-lived clients use every link).
 BROKER=$B1; r1=$(stat_value requests)
 BROKER=$B2; r2=$(stat_value requests)
-for i in $(seq 1 20); do "$SB" call echo.echo '1' > /dev/null 2>&1; done
+good=0
+for i in $(seq 1 20); do
+    [ "$("$SB" call echo.echo '1' 2>/dev/null)" = 1 ] && good=$((good + 1))
+done
 BROKER=$B1; d1=$(( $(stat_value requests) - r1 ))
 BROKER=$B2; d2=$(( $(stat_value requests) - r2 ))
-[ $d1 -gt 1 ] && [ $d2 -gt 1 ]; ok $? "one-shot calls used both brokers ($d1, $d2)"
+[ $good -eq 20 ] && [ $((d1 + d2)) -ge 20 ]
+ok $? "20 one-shot calls answered through the cluster's brokers ($good ok; b1 +$d1, b2 +$d2)"
 
 # A seed plus beacons: the seed is used even with beacons off.
 out=$("$SB" call --beacon off --connect "$B2" echo.echo '"seed"' 2>&1)
