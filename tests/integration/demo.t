@@ -22,11 +22,13 @@ port_free () {
     ! (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null
 }
 
-# Two consecutive free ports for the brokers and one for HTTP.
+# Two consecutive free ports for the brokers and one for HTTP, below the
+# ranges the kernel and CZMQ ('tcp://127.0.0.1:*') hand out, so that no
+# other test's broker takes them the moment the demo lets them go.
 BPORT=""
 for _ in $(seq 200); do
-    p=$((20000 + RANDOM % 40000))
-    h=$((20000 + RANDOM % 40000))
+    p=$((20000 + RANDOM % 12000))
+    h=$((20000 + RANDOM % 12000))
     if port_free $p && port_free $((p + 1)) && port_free $h && [ $h -ne $p ] && [ $h -ne $((p + 1)) ]; then
         BPORT=$p
         HPORT=$h

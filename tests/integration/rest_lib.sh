@@ -71,9 +71,12 @@ wait_for () {
     return 1
 }
 
-# start_broker [OPTIONS]: sets BROKER (its endpoint) and BROKER_PID.
+# start_broker [OPTIONS]: sets BROKER (its endpoint) and BROKER_PID.  The
+# port is random ('!'), not the lowest free one ('*'): once a test kills its
+# broker, the next broker anyone starts would get that port, and the
+# bridge would reconnect to it.
 start_broker () {
-    "$SB" broker --bind 'tcp://127.0.0.1:*' --beacon off --insecure "$@" \
+    "$SB" broker --bind 'tcp://127.0.0.1:!' --beacon off --insecure "$@" \
         > "$T_DIR/broker.out" 2> "$T_DIR/broker.log" &
     BROKER_PID=$!
     T_PIDS="$T_PIDS $BROKER_PID"
