@@ -260,6 +260,11 @@ sb_cmd_run (int argc, char **argv)
         { "help", no_argument, NULL, 'h' },
         { NULL, 0, NULL, 0 }
     };
+    /*  A shell starts background jobs with SIGINT ignored, and an ignored
+        signal never reaches sigwait(): restore the default first (it never
+        runs while the signals are blocked).  */
+    signal (SIGINT, SIG_DFL);
+    signal (SIGTERM, SIG_DFL);
     sigset_t signals;
     sigemptyset (&signals);
     sigaddset (&signals, SIGINT);

@@ -444,18 +444,13 @@ sb_peer_pending (const sb_peer_t *self)
 int
 sb_peer_decode (const void *data, size_t size, msgpack_unpacked *unpacked, msgpack_object *obj)
 {
-    if (size == 0) {
-        memset (obj, 0, sizeof *obj);
-        obj->type = MSGPACK_OBJECT_NIL;
-        return 0;
-    }
-    if (size > SB_BODY_MAX_DEFAULT || sb_wire_check (data, size, SB_DEPTH_MAX))
+    /*  The same decoder as sb_peer_decode_zone, into the unpacked's own
+        zone, so that the object lives as long as `unpacked`.  */
+    if (!unpacked->zone)
+        unpacked->zone = msgpack_zone_new (MSGPACK_ZONE_CHUNK_SIZE);
+    if (!unpacked->zone || sb_peer_decode_zone (data, size, unpacked->zone, obj))
         return -1;
-    size_t offset = 0;
-    if (msgpack_unpack_next (unpacked, data, size, &offset) != MSGPACK_UNPACK_SUCCESS
-    ||  offset != size)
-        return -1;
-    *obj = unpacked->data;
+    unpacked->data = *obj;
     return 0;
 }
 

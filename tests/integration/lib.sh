@@ -3,7 +3,8 @@
 #
 # Every process a test starts is recorded and killed when the test exits,
 # whatever the reason (normal end, failed check, error, signal); the scratch
-# directory goes with them.  Brokers bind tcp://127.0.0.1:* and report the
+# directory goes with them.  Brokers bind tcp://127.0.0.1:! (a random free port, so a port
+# freed by a killed broker is not handed straight to the next one) and report the
 # port the kernel chose, so tests never collide on a port.  Every wait is
 # bounded.  $SB (the sb binary) and $SB_PLUGINS (the built plugins) come
 # from the environment make check sets (Makefile.am).
@@ -147,7 +148,7 @@ now_ms () {
 start_broker () {
     local name=$1
     shift
-    "$SB" broker --bind 'tcp://127.0.0.1:*' --name "$name" --beacon off --insecure "$@" \
+    "$SB" broker --bind 'tcp://127.0.0.1:!' --name "$name" --beacon off --insecure "$@" \
         > "$SB_TMP/$name.log" 2>&1 &
     BROKER_PID=$!
     sb_track $BROKER_PID
