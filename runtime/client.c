@@ -166,14 +166,22 @@ sb_client_call (sb_client_t *self, const char *service, const char *method,
                       NULL, s_fill_slot, &slot, &id, err))
         return -1;
     self->blocking++;
-    /*  The peer answers the call by its deadline at the latest, so this
-        loop ends; only a signal cuts it short.  */
-    while (!slot.done)
-        if (s_wait (self, -1) < 0 && !slot.done) {
+    /*  The peer answers the call by its deadline at the latest.  The wait
+        is bounded all the same (deadline plus a second of grace), so that
+        a blocking caller can never wait forever whatever state the peer
+        is in; a signal cuts it short too.  */
+    int64_t give_up = zclock_mono () + (timeout_ms > 0 ? timeout_ms : self->timeout_ms) + 1000;
+    while (!slot.done) {
+        int64_t left = give_up - zclock_mono ();
+        bool interrupted = left > 0 && s_wait (self, (int) left) < 0;
+        if (!slot.done && (interrupted || left <= 0)) {
             sb_peer_cancel (self->peer, id);
             self->blocking--;
-            return sb_error_set (err, SB_E_TIMEOUT, "interrupted while calling %s.%s", service, method);
+            return sb_error_set (err, SB_E_TIMEOUT, "%s while calling %s.%s",
+                                 interrupted ? "interrupted" : "no answer by the deadline",
+                                 service, method);
         }
+    }
     self->blocking--;
     if (slot.failed) {
         if (err)
