@@ -169,11 +169,14 @@ B1_PID=$CB_PID
 wait_instances_at "$B1" echo 2 10
 ok $? "the echo host rejoined the restarted broker by itself"
 BEFORE=$(requests_at "$B1")
+# Wait for these calls only: a bare `wait` would also wait for the brokers
+# and hosts this script started in the background, and never return.
+calls=""
 for i in $(seq 1 30); do
     "$SB" call $CL --idempotent echo.echo "$i" > /dev/null 2>&1 &
-    [ $((i % 10)) = 0 ] && wait
+    calls="$calls $!"
+    if [ $((i % 10)) = 0 ]; then wait $calls; calls=""; fi
 done
-wait
 AFTER=$(requests_at "$B1")
 diag "restarted broker 1: sys.stats requests $BEFORE -> $AFTER over 30 calls by discovery"
 [ "$AFTER" -ge $((BEFORE + 3)) ]
