@@ -6,16 +6,20 @@
 #include <getopt.h>
 #include <stdio.h>
 #include <string.h>
+#include <unistd.h>
 
 static void
 s_help (FILE *out)
 {
     fprintf (out,
-        "usage: sb call [--connect ENDPOINT] [--timeout MS] SERVICE.METHOD ['JSON' | -]\n"
+        "usage: sb call [--connect ENDPOINT] [--timeout MS] [--count N [--interval MS]]\n"
+        "               SERVICE.METHOD ['JSON' | -]\n"
         "\n"
         "Calls a method through the broker and prints the reply as one line of JSON.\n"
         "The request body is the JSON argument ('-' reads it from standard input;\n"
-        "none sends null).\n"
+        "none sends null).  With --count the same call is made N times, one after\n"
+        "the other through the same links, one reply per line; it stops at the\n"
+        "first failure.\n"
         "\n"
         "options:\n"
         "  -c, --connect ENDPOINT  broker to use (default $SB_CONNECT, else %s)\n"
@@ -24,6 +28,8 @@ s_help (FILE *out)
         "  -i, --idempotent        the method is safe to run twice: if the broker\n"
         "                          carrying the call is lost, send it through another\n"
         "                          one of the cluster (within the same deadline)\n"
+        "  -n, --count N           make the call N times (default 1)\n"
+        "      --interval MS       wait MS milliseconds between calls (default 0)\n"
         "  -h, --help              this text\n"
         "\n"
         "exit status: 0 reply printed; 1 the call failed (one line 'sb call: CODE: TEXT'\n"
@@ -35,7 +41,9 @@ s_help (FILE *out)
         "  sb call echo.stats '{\"values\": [1, 2, 3.5]}'\n"
         "  echo '[1, 2]' | sb call echo.echo -\n"
         "  sb call --timeout 500 echo.sleep '{\"ms\": 2000}'     # exits 3\n"
-        "  sb call sys.stats\n", SB_CONNECT_DEFAULT);
+        "  sb call sys.stats\n"
+        "  sb call --count 100 --interval 50 echo.echo '\"ping\"'   # 5 s of calls\n",
+        SB_CONNECT_DEFAULT);
 }
 
 int
@@ -45,6 +53,8 @@ sb_cmd_call (int argc, char **argv)
         { "connect", required_argument, NULL, 'c' },
         { "timeout", required_argument, NULL, 't' },
         { "idempotent", no_argument, NULL, 'i' },
+        { "count", required_argument, NULL, 'n' },
+        { "interval", required_argument, NULL, 'I' },
         SB_CLI_CLUSTER_OPTIONS,
         { "help", no_argument, NULL, 'h' },
         { NULL, 0, NULL, 0 }
@@ -52,9 +62,10 @@ sb_cmd_call (int argc, char **argv)
     const char *connect = NULL;
     long timeout_ms = 5000;
     bool idempotent = false;
+    long count = 1, interval_ms = 0;
     int opt;
     optind = 1;
-    while ((opt = getopt_long (argc, argv, "c:t:ih", options, NULL)) != -1) {
+    while ((opt = getopt_long (argc, argv, "c:t:in:h", options, NULL)) != -1) {
         if (opt == 'c')
             connect = optarg;
         else if (opt == 't') {
@@ -67,6 +78,14 @@ sb_cmd_call (int argc, char **argv)
         }
         else if (opt == 'i')
             idempotent = true;
+        else if (opt == 'n') {
+            if (sb_cli_int ("call", "count", optarg, 1, 10000000, &count) == -1)
+                return SB_EXIT_USAGE;
+        }
+        else if (opt == 'I') {
+            if (sb_cli_int ("call", "interval", optarg, 0, 3600000, &interval_ms) == -1)
+                return SB_EXIT_USAGE;
+        }
         else if (opt == 'h') {
             s_help (stdout);
             return SB_EXIT_OK;
@@ -104,13 +123,20 @@ sb_cmd_call (int argc, char **argv)
         sb_error_t err = { 0 };
         if (idempotent)
             sb_client_idempotent (client, service, dot + 1);
-        if (sb_client_call (client, service, dot + 1, body.data, body.size, (int) timeout_ms,
-                            &reply, &err) == 0) {
-            status = sb_cli_print_json ("call", &reply->body) == 0 ? SB_EXIT_OK : SB_EXIT_FAILURE;
-            sb_reply_destroy (&reply);
+        status = SB_EXIT_OK;
+        for (long i = 0; i < count && status == SB_EXIT_OK; i++) {
+            if (i > 0 && interval_ms > 0)
+                usleep ((useconds_t) interval_ms * 1000);
+            if (sb_client_call (client, service, dot + 1, body.data, body.size,
+                                (int) timeout_ms, &reply, &err) == 0) {
+                status = sb_cli_print_json ("call", &reply->body) == 0
+                       ? SB_EXIT_OK : SB_EXIT_FAILURE;
+                sb_reply_destroy (&reply);
+                fflush (stdout);
+            }
+            else
+                status = sb_cli_fail ("call", &err);
         }
-        else
-            status = sb_cli_fail ("call", &err);
         sb_client_destroy (&client);
     }
     msgpack_sbuffer_destroy (&body);
