@@ -1141,7 +1141,7 @@ s_on_ready (engine_t *self, peer_t *p, const sb_header_t *h, zmq_msg_t *body)
     s_service_dispatch (self, s);
 }
 
-static void s_on_sys (engine_t *self, peer_t *p, const sb_header_t *h);
+static void s_on_sys (engine_t *self, peer_t *p, const sb_header_t *h, zmq_msg_t *body);
 
 static void
 s_on_request (engine_t *self, peer_t *p, sb_header_t *h, zmq_msg_t *body)
@@ -1157,10 +1157,12 @@ s_on_request (engine_t *self, peer_t *p, sb_header_t *h, zmq_msg_t *body)
         return;
     }
     if (!strcmp (h->service, "sys")) {
-        if (self->secure && !s_may_call (self, p, NULL, 0, h))
+        /*  Certificates are public and every member needs them to seal
+            (docs/security.md 5.1): sys.keys is open to all admitted.  */
+        if (self->secure && strcmp (h->method, "keys") && !s_may_call (self, p, NULL, 0, h))
             s_forbid_call (self, p, h);
         else
-            s_on_sys (self, p, h);
+            s_on_sys (self, p, h, body);
         return;
     }
     service_t *s = s_service_lookup (self, h->service);
@@ -1654,10 +1656,76 @@ s_sys_stats (engine_t *self, msgpack_packer *pk)
         msgpack_pack_false (pk);
 }
 
+/*  sys.keys: the certificates a caller needs to seal (docs/protocol.md
+    section 10): {"service": S} gives those of the members whose workers
+    offer S here, {"key": bin 32} the one made out for that CURVE key.
+    The broker only hands certificates out; callers verify them against
+    the authority, so a broker cannot substitute a key.  -1 with `why`
+    for a bad body.  */
+#define KEYS_CERTS_MAX 16
+
+static int
+s_sys_keys (engine_t *self, msgpack_packer *pk, zmq_msg_t *body, const char **why)
+{
+    msgpack_unpacked u;
+    msgpack_unpacked_init (&u);
+    size_t offset = 0;
+    size_t size = body ? zmq_msg_size (body) : 0;
+    if (size == 0 || size > 4096 || sb_wire_check (zmq_msg_data (body), size, 4)
+    ||  msgpack_unpack_next (&u, zmq_msg_data (body), size, &offset) != MSGPACK_UNPACK_SUCCESS
+    ||  u.data.type != MSGPACK_OBJECT_MAP) {
+        msgpack_unpacked_destroy (&u);
+        *why = "sys.keys takes {\"service\": NAME} or {\"key\": 32 bytes}";
+        return -1;
+    }
+    const msgpack_object *name = s_map_get (&u.data, "service");
+    const msgpack_object *key = s_map_get (&u.data, "key");
+    char service [SB_NAME_MAX + 1];
+    if (name ? s_str_copy (name, service, sizeof service) || !sb_wire_valid_name (service, SB_NAME_MAX)
+             : !key || key->type != MSGPACK_OBJECT_BIN || key->via.bin.size != SB_KEY_SIZE) {
+        msgpack_unpacked_destroy (&u);
+        *why = "sys.keys takes {\"service\": NAME} or {\"key\": 32 bytes}";
+        return -1;
+    }
+    const sb_cert_t *found [KEYS_CERTS_MAX];
+    size_t count = 0;
+    sb_cert_t *looked = NULL;
+    if (name) {
+        service_t *s = s_service_lookup (self, service);
+        for (size_t i = 0; s && i < s->nworkers && count < KEYS_CERTS_MAX; i++) {
+            const sb_cert_t *cert = s->workers [i]->peer->cert;
+            bool seen = !cert;
+            for (size_t k = 0; k < count && !seen; k++)
+                seen = !memcmp (found [k]->curve_pk, cert->curve_pk, SB_KEY_SIZE);
+            if (!seen)
+                found [count++] = cert;
+        }
+    }
+    else
+    if (self->args->zap && (looked = malloc (sizeof *looked))) {
+        sb_error_t err;
+        if (sb_zap_lookup_key (self->args->zap, (const uint8_t *) key->via.bin.ptr, looked, &err) == 0)
+            found [count++] = looked;
+    }
+    msgpack_unpacked_destroy (&u);
+    msgpack_pack_map (pk, 1);
+    s_pack_cstr (pk, "certs");
+    msgpack_pack_array (pk, count);
+    uint8_t bytes [SB_CERT_MAX + 128];
+    for (size_t i = 0; i < count; i++) {
+        size_t n = sb_cert_encode (found [i], bytes, sizeof bytes);
+        msgpack_pack_bin (pk, n);
+        msgpack_pack_bin_body (pk, bytes, n);
+    }
+    free (looked);
+    return 0;
+}
+
 static void
-s_on_sys (engine_t *self, peer_t *p, const sb_header_t *h)
+s_on_sys (engine_t *self, peer_t *p, const sb_header_t *h, zmq_msg_t *body)
 {
     void (*method) (engine_t *, msgpack_packer *) = NULL;
+    bool keys = !strcmp (h->method, "keys");
     if (!strcmp (h->method, "ping"))
         method = s_sys_ping;
     else
@@ -1666,22 +1734,28 @@ s_on_sys (engine_t *self, peer_t *p, const sb_header_t *h)
     else
     if (!strcmp (h->method, "stats"))
         method = s_sys_stats;
-    if (!method) {
+    if (!method && !keys) {
         s_send_error (self, p, h, h->request_id, SB_E_BAD_REQUEST,
                       "service 'sys' has no method '%s'", h->method);
+        return;
+    }
+    msgpack_sbuffer_clear (&self->sbuf);
+    msgpack_packer pk;
+    msgpack_packer_init (&pk, &self->sbuf, msgpack_sbuffer_write);
+    const char *why = NULL;
+    if (keys && s_sys_keys (self, &pk, body, &why)) {
+        s_send_error (self, p, h, h->request_id, SB_E_BAD_REQUEST, "%s", why);
         return;
     }
     self->stats.replies++;
     if (h->flags & SB_F_NO_REPLY)
         return;
-    msgpack_sbuffer_clear (&self->sbuf);
-    msgpack_packer pk;
-    msgpack_packer_init (&pk, &self->sbuf, msgpack_sbuffer_write);
-    method (self, &pk);
-    zmq_msg_t body;
-    if (zmq_msg_init_size (&body, self->sbuf.size))
+    if (method)
+        method (self, &pk);
+    zmq_msg_t reply;
+    if (zmq_msg_init_size (&reply, self->sbuf.size))
         return;
-    memcpy (zmq_msg_data (&body), self->sbuf.data, self->sbuf.size);
+    memcpy (zmq_msg_data (&reply), self->sbuf.data, self->sbuf.size);
     sb_header_t out;
     sb_header_init (&out, SB_CMD_REPLY);
     out.request_id = h->request_id;
@@ -1690,8 +1764,8 @@ s_on_sys (engine_t *self, peer_t *p, const sb_header_t *h)
         memcpy (out.trace, h->trace, sizeof out.trace);
         out.present |= SB_H_TRACE;
     }
-    if (s_send (self, p, &out, &body))
-        zmq_msg_close (&body);
+    if (s_send (self, p, &out, &reply))
+        zmq_msg_close (&reply);
 }
 
 /*  --------------------------------------------------------------------

@@ -20,8 +20,11 @@
     request came from (the request id is that broker's), looked up by
     link id so that a link removed meanwhile is simply gone.
 
-    Places kept for later work: sealed bodies are opened in s_on_request
-    and sealed in s_send_answer (engineer E's runtime/seal); schema
+    Sealing (sealer.h): an instance with an identity opens sealed
+    requests in s_on_request (refusing plaintext ones, and holding those
+    whose caller's certificate is being looked up: they come back
+    through the same callback) and seals its replies in s_send_answer
+    for the caller's key, bound to the request's nonce.  Schema
     validation (runtime/schema.h) runs in s_on_request between decoding
     and the handler when the host gave a schema set: each method's schema
     is found once at start, a violation is answered bad_request with its
@@ -30,6 +33,7 @@
 #include "instance.h"
 #include "discovery.h"
 #include "peer.h"
+#include "sealer.h"
 
 #include <czmq.h>
 #include <errno.h>
@@ -58,6 +62,9 @@ struct sb_request {
     int64_t deadline;               /* 0: none */
     bool has_trace;
     uint8_t trace [16];
+    bool sealed;                    /* answer sealed for caller_pk, bound to nonce */
+    uint8_t caller_pk [SB_KEY_SIZE];
+    uint8_t nonce [SB_SEAL_NONCE_SIZE];
     char trace_hex [33];            /* formatted on first sb_request_trace_id */
     bool in_handler;
     bool deferred;
@@ -224,7 +231,23 @@ s_send_answer (sb_request_t *req, msgpack_sbuffer *buffer, sb_code_t code, const
         sb_link_send (link, &h, NULL);
         return;
     }
-    /*  Sealing of reply bodies goes here.  */
+    if (req->sealed) {
+        /*  Even an empty reply is sealed: the caller requires it.  */
+        sb_sealer_t *sealer = sb_peer__sealer (req->actor->peer);
+        zmq_msg_t body;
+        sb_error_t err;
+        bool has = buffer && buffer->size;
+        if (sb_sealer_seal (sealer, req->caller_pk, req->nonce, SB_SEAL_NONCE_SIZE,
+                            has ? buffer->data : NULL, has ? buffer->size : 0, &body, NULL, &err))
+            return;
+        h.flags |= SB_F_SEALED;
+        memcpy (h.key_id, sb_sealer_key_id (sealer), SB_KEY_SIZE);
+        h.key_id_size = SB_KEY_SIZE;
+        h.present |= SB_H_KEY_ID;
+        if (sb_link_send (link, &h, &body))
+            zmq_msg_close (&body);
+        return;
+    }
     if (buffer && buffer->size) {
         /*  A small body is copied, so the buffer stays for the next
             request; a large one is moved.  */
@@ -441,16 +464,34 @@ s_on_request (sb_link_t *link, const sb_header_t *h, zmq_msg_t *body, void *arg)
         s_refuse (self, link, h, SB_E_BAD_REQUEST, text);
         return;
     }
-    if (h->flags & SB_F_SEALED) {
-        /*  Sealed request bodies are opened here once runtime/seal exists. */
-        s_refuse (self, link, h, SB_E_BAD_REQUEST, "sealed bodies are not supported by this worker");
+    sb_sealer_t *sealer = sb_peer__sealer (self->peer);
+    if (!sealer && (h->flags & SB_F_SEALED)) {
+        s_refuse (self, link, h, SB_E_BAD_REQUEST,
+                  "this worker has no keys: it cannot open sealed bodies");
         return;
+    }
+    /*  Opened into `plain`, which the decoded object borrows from until
+        the handler has run.  */
+    zmq_msg_t plain;
+    zmq_msg_init (&plain);
+    uint8_t caller_pk [SB_KEY_SIZE], nonce [SB_SEAL_NONCE_SIZE];
+    if (sealer) {
+        sb_error_t err;
+        int opened = sb_sealer_open_request (sealer, link, h, body, &plain, caller_pk, nonce, &err);
+        if (opened <= 0) {
+            if (opened < 0)
+                s_refuse (self, link, h, err.code, err.text);
+            zmq_msg_close (&plain);
+            return;
+        }
+        body = &plain;
     }
     /*  Handlers never dispatch the actor's own links, so one zone
         serves every request; it is cleared after each.  */
     msgpack_object obj;
     if (sb_peer_decode_zone (zmq_msg_data (body), zmq_msg_size (body), &self->zone, &obj)) {
         msgpack_zone_clear (&self->zone);
+        zmq_msg_close (&plain);
         s_refuse (self, link, h, SB_E_BAD_REQUEST, "request body is not valid MessagePack");
         return;
     }
@@ -459,6 +500,7 @@ s_on_request (sb_link_t *link, const sb_header_t *h, zmq_msg_t *body, void *arg)
         sb_error_t err;
         if (sb_method_schema_validate_request (schema, &obj, &err)) {
             msgpack_zone_clear (&self->zone);
+            zmq_msg_close (&plain);
             s_refuse (self, link, h, SB_E_BAD_REQUEST, err.text);
             return;
         }
@@ -466,8 +508,14 @@ s_on_request (sb_link_t *link, const sb_header_t *h, zmq_msg_t *body, void *arg)
     sb_request_t *req = s_request_new (self);
     if (!req) {
         msgpack_zone_clear (&self->zone);
+        zmq_msg_close (&plain);
         s_refuse (self, link, h, SB_E_INTERNAL, "out of memory");
         return;
+    }
+    if (sealer) {
+        req->sealed = true;
+        memcpy (req->caller_pk, caller_pk, SB_KEY_SIZE);
+        memcpy (req->nonce, nonce, SB_SEAL_NONCE_SIZE);
     }
     req->method = method;
     req->link_id = sb_link_id (link);
@@ -484,6 +532,7 @@ s_on_request (sb_link_t *link, const sb_header_t *h, zmq_msg_t *body, void *arg)
     int rc = method->handler (req, &obj, self->state);
     req->in_handler = false;
     msgpack_zone_clear (&self->zone);
+    zmq_msg_close (&plain);
 
     if (!req->closed) {
         if (rc != 0) {
@@ -707,8 +756,8 @@ s_actor_new (sb_instance_t *inst, sb_error_t *err)
                                           .port = inst->options.beacon_port,
                                           .seeds = inst->endpoints, .log = inst->instance == 0 };
         self->peer = sb_peer_new_empty (name, err);
-        if (self->peer)
-            sb_peer_set_identity (self->peer, inst->options.identity);
+        if (self->peer && sb_peer_set_identity (self->peer, inst->options.identity, err))
+            sb_peer_destroy (&self->peer);
         if (self->peer)
             self->discovery = sb_discovery_new (&cluster, self->peer, err);
         if (!self->discovery)

@@ -72,8 +72,8 @@ sb_client_new (const sb_client_options_t *options, sb_error_t *err)
                                           .port = options->beacon_port,
                                           .seeds = options->endpoints };
         self->peer = sb_peer_new_empty (name, err);
-        if (self->peer)
-            sb_peer_set_identity (self->peer, self->identity);
+        if (self->peer && sb_peer_set_identity (self->peer, self->identity, err))
+            sb_peer_destroy (&self->peer);
         if (self->peer)
             self->discovery = sb_discovery_new (&cluster, self->peer, err);
         if (!self->discovery)

@@ -22,16 +22,22 @@
     one delivered: the call leaves the table then, and a later answer
     for its id finds nothing.
 
+    Sealing (sealer.h): with an identity, a call to any service but
+    `sys` is sealed for the service's key.  The call waits (`key_wait`,
+    in the table, not in `waiting`) until the sealer has the key, and
+    keeps its plaintext body: s_send_call seals it afresh for each send,
+    so a retry after failover carries a new nonce and is not taken for
+    a replay.  s_on_reply opens the reply with the key and nonce of the
+    last send; events are sealed for the cluster event key.
+
     Places kept for later work:
-    - sealing: s_send_call is where a body is sealed for the service's
-      key and SB_F_SEALED set, and s_on_reply where a sealed reply is
-      opened (engineer E's runtime/seal);
     - retries with backoff: s_on_reply sees `unavailable` for a call
       that could be re-sent after a pause;
     - circuit breakers: sb_peer_call is where a per-service breaker
       refuses a call at once while its service keeps failing.
 */
 #include "peer.h"
+#include "sealer.h"
 
 #include <czmq.h>
 #include <errno.h>
@@ -63,6 +69,10 @@ typedef struct {
     uint8_t trace [16];
     uint32_t flags;                 /* SB_F_IDEMPOTENT, SB_F_RETRY */
     uint32_t link_id;               /* link it went out on; 0 while waiting */
+    bool seal;                      /* body sealed for seal_pk at each send */
+    bool key_wait;                  /* waiting for the sealer to learn the key */
+    uint8_t seal_pk [SB_KEY_SIZE];
+    uint8_t nonce [SB_SEAL_NONCE_SIZE];     /* of the last send: the reply is bound to it */
     char service [SB_NAME_MAX + 1];
     char method [SB_NAME_MAX + 1];
     void *next_spare;
@@ -99,6 +109,7 @@ struct sb_peer {
     sb_peer_request_fn *worker_request;
     void *worker_arg;
     const sb_identity_t *identity;  /* borrowed; NULL: plaintext links */
+    sb_sealer_t *sealer;            /* with an identity: end-to-end sealing */
 };
 
 static size_t
@@ -141,7 +152,10 @@ sb_peer_new_secure (const char *endpoints, const char *name,
     sb_peer_t *self = sb_peer_new_empty (name, err);
     if (!self)
         return NULL;
-    self->identity = identity;
+    if (sb_peer_set_identity (self, identity, err)) {
+        sb_peer_destroy (&self);
+        return NULL;
+    }
 
     /*  Split the list on commas, skipping blanks around each endpoint.  */
     const char *p = endpoints;
@@ -318,6 +332,7 @@ sb_peer_destroy (sb_peer_t **self_p)
     zlistx_destroy (&self->waiting);
     zlistx_destroy (&self->subs);
     msgpack_zone_destroy (&self->zone);
+    sb_sealer_destroy (&self->sealer);
     free (self);
     *self_p = NULL;
 }
@@ -331,10 +346,20 @@ sb_peer_set_worker (sb_peer_t *self, sb_link_welcome_fn *welcome,
     self->worker_arg = arg;
 }
 
-void
-sb_peer_set_identity (sb_peer_t *self, const sb_identity_t *identity)
+int
+sb_peer_set_identity (sb_peer_t *self, const sb_identity_t *identity, sb_error_t *err)
 {
     self->identity = identity;
+    sb_sealer_destroy (&self->sealer);
+    if (identity && !(self->sealer = sb_sealer_new (identity, self, err)))
+        return -1;
+    return 0;
+}
+
+sb_sealer_t *
+sb_peer__sealer (sb_peer_t *self)
+{
+    return self->sealer;
 }
 
 int
@@ -512,6 +537,43 @@ s_pick_link (sb_peer_t *self, size_t attempt)
     return NULL;
 }
 
+/*  s_send_call for a sealed call: the plaintext stays with the call
+    until it has gone out (kept after, for an idempotent call's retry),
+    and each send seals it afresh.  */
+static int
+s_send_sealed (sb_peer_t *self, s_call_t *call, sb_header_t *h)
+{
+    h->flags |= SB_F_SEALED;
+    memcpy (h->key_id, sb_sealer_key_id (self->sealer), SB_KEY_SIZE);
+    h->key_id_size = SB_KEY_SIZE;
+    h->present |= SB_H_KEY_ID;
+    char context [2 * SB_NAME_MAX + 2];
+    int length = snprintf (context, sizeof context, "%s.%s", call->service, call->method);
+    for (size_t attempt = 0; attempt < self->nlinks; attempt++) {
+        sb_link_t *link = s_pick_link (self, attempt);
+        if (!link)
+            break;
+        zmq_msg_t body;
+        sb_error_t err;
+        if (sb_sealer_seal (self->sealer, call->seal_pk, context, (size_t) length,
+                            call->has_body ? zmq_msg_data (&call->body) : NULL,
+                            call->has_body ? zmq_msg_size (&call->body) : 0,
+                            &body, call->nonce, &err))
+            return -1;
+        if (sb_link_send (link, h, &body) == 0) {
+            self->next_link = (self->next_link + 1) % self->nlinks;
+            call->link_id = sb_link_id (link);
+            if (call->has_body && !(call->flags & SB_F_IDEMPOTENT)) {
+                zmq_msg_close (&call->body);
+                call->has_body = false;
+            }
+            return 0;
+        }
+        zmq_msg_close (&body);
+    }
+    return -1;
+}
+
 /*  Tries each live link once.  0 when sent.  An idempotent call sends a
     copy of its body (shared, not duplicated) and keeps it for a retry;
     the others give theirs to the link.  */
@@ -529,6 +591,8 @@ s_send_call (sb_peer_t *self, s_call_t *call, int64_t now)
     int64_t left = call->deadline - now;
     h.timeout_ms = left < 1 ? 1 : (uint32_t) left;
     memcpy (h.trace, call->trace, 16);
+    if (call->seal)
+        return s_send_sealed (self, call, &h);
     for (size_t attempt = 0; attempt < self->nlinks; attempt++) {
         sb_link_t *link = s_pick_link (self, attempt);
         if (!link)
@@ -613,11 +677,15 @@ sb_peer_call (sb_peer_t *self, const char *service, const char *method,
         memcpy (zmq_msg_data (&call->body), body, size);
         call->has_body = true;
     }
-    /*  Sealing goes here: seal the body for the service's key.  */
     if (zhashx_insert (self->calls, &call->id, call)) {
         s_call_free (self, call);
         return sb_error_set (err, SB_E_INTERNAL, "request id in use");
     }
+    /*  `sys` is the broker's own service: it must read its requests.  */
+    call->seal = self->sealer && strcmp (service, "sys") != 0;
+    if (call->seal && sb_sealer_service_key (self->sealer, service, call->seal_pk) == 0)
+        call->key_wait = true;      /* goes out from sb_peer__keys_ready */
+    else
     if (zlistx_size (self->waiting) > 0 || s_send_call (self, call, now) != 0)
         call->waiting = zlistx_add_end (self->waiting, call);
     if (call->deadline < self->next_deadline)
@@ -695,16 +763,72 @@ s_on_reply (sb_peer_t *self, const sb_header_t *h, zmq_msg_t *body)
         s_deliver (self, call, NULL, 0, &err);
     }
     else
-    if (h->flags & SB_F_SEALED) {
-        /*  Sealed replies are opened here once runtime/seal exists.  */
+    if (call->seal) {
+        /*  Opened with the key and nonce it was sealed for: the broker
+            does not carry the replier's key id, and may not choose it.  */
         sb_error_t err;
-        sb_error_set (&err, SB_E_INTERNAL, "sealed reply from %s.%s cannot be opened",
+        zmq_msg_t plain;
+        if (sb_sealer_open_reply (self->sealer, h, body, call->seal_pk, call->nonce, &plain, &err))
+            s_deliver (self, call, NULL, 0, &err);
+        else {
+            s_deliver (self, call, zmq_msg_data (&plain), zmq_msg_size (&plain), NULL);
+            zmq_msg_close (&plain);
+        }
+    }
+    else
+    if (h->flags & SB_F_SEALED) {
+        sb_error_t err;
+        sb_error_set (&err, SB_E_INTERNAL, "sealed reply from %s.%s but this caller has no keys",
                       call->service, call->method);
         s_deliver (self, call, NULL, 0, &err);
     }
     else
         s_deliver (self, call, zmq_msg_data (body), zmq_msg_size (body), NULL);
     return 1;
+}
+
+/*  The sealer learnt the key of `service`, or failed to: the calls that
+    waited for it go out, or are answered with the reason.  Ids are
+    collected first: callbacks may make, answer or cancel calls.  */
+void
+sb_peer__keys_ready (sb_peer_t *self, const char *service)
+{
+    size_t count = 0;
+    for (s_call_t *call = zhashx_first (self->calls); call; call = zhashx_next (self->calls))
+        count += call->key_wait && streq (call->service, service);
+    uint64_t *ids = count ? malloc (count * sizeof *ids) : NULL;
+    size_t n = 0;
+    for (s_call_t *call = zhashx_first (self->calls); call && ids; call = zhashx_next (self->calls))
+        if (call->key_wait && streq (call->service, service))
+            ids [n++] = call->id;
+    int64_t now = zclock_mono ();
+    for (size_t i = 0; i < n; i++) {
+        s_call_t *call = zhashx_lookup (self->calls, &ids [i]);
+        if (!call || !call->key_wait)
+            continue;
+        call->key_wait = false;
+        if (sb_sealer_service_key (self->sealer, service, call->seal_pk) == 1) {
+            if (zlistx_size (self->waiting) > 0 || s_send_call (self, call, now) != 0)
+                call->waiting = zlistx_add_end (self->waiting, call);
+            continue;
+        }
+        sb_code_t code;
+        const char *why = sb_sealer_service_error (self->sealer, service, &code);
+        sb_error_t err;
+        sb_error_set (&err, code != SB_OK ? code : SB_E_UNAUTHORIZED, "%s",
+                      *why ? why : "no key to seal for");
+        s_unlink_call (self, call);
+        s_deliver (self, call, NULL, 0, &err);
+    }
+    free (ids);
+}
+
+void
+sb_peer__request_again (sb_peer_t *self, uint32_t link_id, const sb_header_t *h, zmq_msg_t *body)
+{
+    sb_link_t *link = sb_peer_link (self, link_id);
+    if (link && self->worker_request)
+        self->worker_request (link, h, body, self->worker_arg);
 }
 
 /*  The calls that went out on a dead link: idempotent ones go out again
@@ -826,17 +950,37 @@ sb_peer_publish (sb_peer_t *self, const char *topic, const void *body, size_t si
     }
     randombytes_buf (h.trace, sizeof h.trace);
     h.present |= SB_H_TRACE;
+    zmq_msg_t sealed;
+    bool seal = self->sealer && sb_sealer_has_events (self->sealer);
+    if (seal) {
+        sb_error_t err;
+        if (sb_sealer_seal_event (self->sealer, topic, body, size, &sealed, &err)) {
+            errno = ENOMEM;
+            return -1;
+        }
+        h.flags |= SB_F_SEALED;
+        memcpy (h.key_id, sb_sealer_key_id (self->sealer), SB_KEY_SIZE);
+        h.key_id_size = SB_KEY_SIZE;
+        h.present |= SB_H_KEY_ID;
+        body = zmq_msg_data (&sealed);
+        size = zmq_msg_size (&sealed);
+    }
+    int rc = -1;
     for (size_t attempt = 0; attempt < self->nlinks; attempt++) {
         sb_link_t *link = s_pick_link (self, attempt);
         if (!link)
             break;
         if (sb_link_send_bytes (link, &h, body, size) == 0) {
             self->next_link = (self->next_link + 1) % self->nlinks;
-            return 0;
+            rc = 0;
+            break;
         }
     }
-    errno = EAGAIN;
-    return -1;
+    if (seal)
+        zmq_msg_close (&sealed);
+    if (rc)
+        errno = EAGAIN;
+    return rc;
 }
 
 static int
@@ -848,7 +992,16 @@ s_on_event (sb_peer_t *self, const sb_header_t *h, zmq_msg_t *body)
     msgpack_zone *zone = s_zone_take (self, &spare);
     msgpack_object obj;
     int dispatched = 0;
-    if (!zone || (h->flags & SB_F_SEALED)
+    /*  A sealed event is opened into `plain`; a refused one is counted
+        and logged by the sealer and dropped.  */
+    zmq_msg_t plain;
+    zmq_msg_init (&plain);
+    sb_error_t err;
+    int opened = self->sealer ? sb_sealer_open_event (self->sealer, h, body, &plain, &err)
+                              : (h->flags & SB_F_SEALED) ? -1 : 0;
+    if (opened == 1)
+        body = &plain;
+    if (!zone || opened < 0
     ||  sb_peer_decode_zone (zmq_msg_data (body), zmq_msg_size (body), zone, &obj))
         self->bad_bodies++;
     else {
@@ -863,6 +1016,7 @@ s_on_event (sb_peer_t *self, const sb_header_t *h, zmq_msg_t *body)
         }
     }
     s_zone_give (self, zone);
+    zmq_msg_close (&plain);
     return dispatched;
 }
 

@@ -48,8 +48,12 @@ sb_peer_t *sb_peer_new_empty (const char *name, sb_error_t *err);
 sb_peer_t *sb_peer_new_secure (const char *endpoints, const char *name,
                                const sb_identity_t *identity, sb_error_t *err);
 /*  The identity links made from now on use (sb_peer_new_empty, then
-    this, then sb_peer_connect or discovery).  */
-void sb_peer_set_identity (sb_peer_t *self, const sb_identity_t *identity);
+    this, then sb_peer_connect or discovery).  With an identity the peer
+    also seals end to end (sealer.h): calls to services other than `sys`,
+    their replies, events.  -1 with err if the identity's event key
+    (DIR/events.key) exists but cannot be used.  */
+int sb_peer_set_identity (sb_peer_t *self, const sb_identity_t *identity, sb_error_t *err)
+    SB_WARN_UNUSED;
 /*  Says BYE on live links, drops outstanding calls without calling back. */
 void sb_peer_destroy (sb_peer_t **self_p);
 
