@@ -754,7 +754,8 @@ s_actor_new (sb_instance_t *inst, sb_error_t *err)
         sb_discovery_config_t cluster = { .cluster = inst->options.cluster,
                                           .beacon = inst->options.beacon,
                                           .port = inst->options.beacon_port,
-                                          .seeds = inst->endpoints, .log = inst->instance == 0 };
+                                          .seeds = inst->endpoints, .log = inst->instance == 0,
+                                          .identity = inst->options.identity };
         self->peer = sb_peer_new_empty (name, err);
         if (self->peer && sb_peer_set_identity (self->peer, inst->options.identity, err))
             sb_peer_destroy (&self->peer);

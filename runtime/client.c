@@ -70,7 +70,8 @@ sb_client_new (const sb_client_options_t *options, sb_error_t *err)
         /*  A cluster: seeds plus whatever the beacons announce.  */
         sb_discovery_config_t cluster = { .cluster = options->cluster, .beacon = options->beacon,
                                           .port = options->beacon_port,
-                                          .seeds = options->endpoints };
+                                          .seeds = options->endpoints,
+                                          .identity = self->identity };
         self->peer = sb_peer_new_empty (name, err);
         if (self->peer && sb_peer_set_identity (self->peer, self->identity, err))
             sb_peer_destroy (&self->peer);

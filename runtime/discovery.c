@@ -6,27 +6,42 @@
     (after wildcard rewriting) and whether discovery made that link, so
     that GONE removes only links discovery added: never a seed, never a
     link another id's entry made first.
+
+    Secure peers: the beacon calls s_verify for every signed beacon
+    before it reports the event of that beacon, so the CURVE key the
+    certificate names is noted there and compared with the announced key
+    when the event is applied (the beacon module treats certificates as
+    opaque bytes).  Links are "tcp://HOST:PORT#HEXKEY"; endpoints are
+    compared without the key, so a seed given with its key and the same
+    broker found by beacon make one link.
 */
 #include "discovery.h"
 
 #include <czmq.h>
 #include <errno.h>
+#include <sodium.h>
 #include <string.h>
+#include <time.h>
 
 /*  Datagrams read per sb_discovery_handle, and expiry events per batch. */
 #define S_RECV_BATCH 256
 #define S_EXPIRE_BATCH 16
+/*  A linked endpoint: the announced one and "#" and the key in hex.  */
+#define S_ENDPOINT_SIZE (SB_BEACON_ENDPOINT_MAX + 2 + 2 * SB_BEACON_KEY_SIZE)
 
 typedef struct {
     bool used;
     bool owns_link;                 /* discovery connected it */
     uint8_t id [SB_BEACON_ID_SIZE];
-    char endpoint [SB_BEACON_ENDPOINT_MAX + 1];
+    char endpoint [S_ENDPOINT_SIZE];
 } s_broker_t;
 
 struct sb_discovery {
     sb_peer_t *peer;
     sb_beacon_t *beacon;            /* NULL: off */
+    const sb_identity_t *identity;  /* NULL: insecure */
+    bool certified;                 /* the beacon being handled passed s_verify */
+    uint8_t certified_key [SB_BEACON_KEY_SIZE];     /* and its certificate's CURVE key */
     bool log;
     char cluster [SB_BEACON_CLUSTER_MAX + 1];
     char seeds [SB_PEER_LINKS_MAX][SB_BEACON_ENDPOINT_MAX + 1];
@@ -35,11 +50,19 @@ struct sb_discovery {
     sb_discovery_counters_t counters;
 };
 
+/*  Same address, whatever key follows the '#'.  */
+static bool
+s_same_address (const char *a, const char *b)
+{
+    size_t a_len = strcspn (a, "#");
+    return a_len == strcspn (b, "#") && memcmp (a, b, a_len) == 0;
+}
+
 static bool
 s_is_seed (const sb_discovery_t *self, const char *endpoint)
 {
     for (size_t i = 0; i < self->nseeds; i++)
-        if (streq (self->seeds [i], endpoint))
+        if (s_same_address (self->seeds [i], endpoint))
             return true;
     return false;
 }
@@ -52,7 +75,7 @@ s_linked (const sb_discovery_t *self, const char *endpoint)
         return true;
     for (size_t i = 0; i < SB_PEER_LINKS_MAX; i++)
         if (self->brokers [i].used && self->brokers [i].owns_link
-        &&  streq (self->brokers [i].endpoint, endpoint))
+        &&  s_same_address (self->brokers [i].endpoint, endpoint))
             return true;
     return false;
 }
@@ -94,18 +117,85 @@ s_endpoint (const char *announced, const char *from, char *out, size_t size)
     return written > 0 && (size_t) written < size ? 0 : -1;
 }
 
+/*  The beacon's certificate check for secure peers: a certificate of our
+    authority, valid now, for the key that signed the beacon.  Notes the
+    CURVE key it certifies for s_appeared.  */
+static int
+s_verify (const uint8_t *cert, size_t size, const uint8_t signing_pk [SB_BEACON_KEY_SIZE],
+          void *arg)
+{
+    sb_discovery_t *self = (sb_discovery_t *) arg;
+    self->certified = false;
+    sb_cert_t *decoded = malloc (sizeof *decoded);
+    if (!decoded)
+        return -1;
+    int rc = -1;
+    if (sb_cert_check (sb_identity_verifier (self->identity), cert, size,
+                       (uint64_t) time (NULL), decoded, NULL) == SB_CERT_OK
+    &&  sodium_memcmp (decoded->sign_pk, signing_pk, SB_BEACON_KEY_SIZE) == 0) {
+        memcpy (self->certified_key, decoded->curve_pk, SB_BEACON_KEY_SIZE);
+        self->certified = true;
+        rc = 0;
+    }
+    free (decoded);
+    return rc;
+}
+
+static bool
+s_key_zero (const uint8_t *key)
+{
+    uint8_t zero [SB_BEACON_KEY_SIZE] = { 0 };
+    return memcmp (key, zero, sizeof zero) == 0;
+}
+
+/*  Secure peers link with the key of the broker's certificate; insecure
+    ones only to insecure brokers.  Appends "#HEXKEY" to endpoint when
+    secure.  0, or -1 (counted, logged) when the broker is not to be used. */
+static int
+s_key (sb_discovery_t *self, const sb_beacon_event_t *event, char *endpoint, size_t size)
+{
+    const char *why = NULL;
+    if (!self->identity) {
+        if (!s_key_zero (event->public_key))
+            why = "is secure (announces a CURVE key) and this peer has no identity "
+                  "(--keys/--member)";
+    }
+    else
+    if (!self->certified || s_key_zero (event->public_key)
+    ||  sodium_memcmp (event->public_key, self->certified_key, SB_BEACON_KEY_SIZE) != 0)
+        why = "announces a CURVE key that is not its certificate's";
+    else {
+        size_t len = strlen (endpoint);
+        if (size - len < 2 + 2 * SB_BEACON_KEY_SIZE)
+            why = "has too long an endpoint";
+        else {
+            endpoint [len] = '#';
+            sodium_bin2hex (endpoint + len + 1, size - len - 1, event->public_key,
+                            SB_BEACON_KEY_SIZE);
+        }
+    }
+    if (!why)
+        return 0;
+    self->counters.refused++;
+    if (self->log)
+        zsys_warning ("cluster %s: broker at %s ignored: it %s", self->cluster, event->endpoint, why);
+    return -1;
+}
+
 /*  A broker of the cluster is there: link to it.  1 if a link was added. */
 static int
 s_appeared (sb_discovery_t *self, const sb_beacon_event_t *event)
 {
-    char endpoint [SB_BEACON_ENDPOINT_MAX + 1];
-    if (s_endpoint (event->endpoint, event->from, endpoint, sizeof endpoint)) {
+    char endpoint [S_ENDPOINT_SIZE];
+    if (s_endpoint (event->endpoint, event->from, endpoint, SB_BEACON_ENDPOINT_MAX + 1)) {
         self->counters.refused++;
         if (self->log)
             zsys_warning ("cluster %s: broker at '%s' ignored (not a tcp:// endpoint)",
                           self->cluster, event->endpoint);
         return 0;
     }
+    if (s_key (self, event, endpoint, sizeof endpoint))
+        return 0;
     s_broker_t *broker = s_find (self, event->broker_id);
     if (!broker)
         for (size_t i = 0; i < SB_PEER_LINKS_MAX && !broker; i++)
@@ -164,7 +254,7 @@ s_gone (sb_discovery_t *self, const uint8_t *id, bool leaving)
     if (removed)
         for (size_t i = 0; i < SB_PEER_LINKS_MAX; i++) {
             s_broker_t *other = &self->brokers [i];
-            if (other->used && !other->owns_link && streq (other->endpoint, broker->endpoint)
+            if (other->used && !other->owns_link && s_same_address (other->endpoint, broker->endpoint)
             &&  sb_peer_connect (self->peer, other->endpoint, NULL) == 0) {
                 other->owns_link = true;
                 self->counters.connected++;
@@ -217,6 +307,7 @@ sb_discovery_new (const sb_discovery_config_t *config, sb_peer_t *peer, sb_error
         return NULL;
     }
     self->peer = peer;
+    self->identity = config->identity;
     self->log = config->log;
     strcpy (self->cluster, cluster);
 
@@ -253,6 +344,10 @@ sb_discovery_new (const sb_discovery_config_t *config, sb_peer_t *peer, sb_error
         return self;
     }
     sb_beacon_config_t beacon_config = { .cluster = cluster, .mode = mode, .port = config->port };
+    if (self->identity) {
+        beacon_config.verify_cert = s_verify;
+        beacon_config.verify_arg = self;
+    }
     self->beacon = sb_beacon_new (&beacon_config, err);
     if (!self->beacon)
         sb_discovery_destroy (&self);
@@ -289,6 +384,7 @@ sb_discovery_handle (sb_discovery_t *self, int64_t now_ms)
     int changes = 0;
     for (int i = 0; i < S_RECV_BATCH; i++) {
         sb_beacon_event_t event;
+        self->certified = false;
         if (sb_beacon_recv (self->beacon, now_ms, &event))
             break;
         changes += s_apply (self, &event);

@@ -13,6 +13,16 @@
     - CHANGED: the old endpoint is dropped as for GONE, the new one
       connected as for APPEARED.
 
+    Secure peers (config.identity set, the cluster has an authority)
+    believe only signed beacons whose signature verifies and whose
+    certificate is signed by the identity's authority, valid now, and
+    made out for both the signing key and the CURVE key announced; they
+    link as CURVE clients of that key ("tcp://HOST:PORT#HEXKEY", link.h).
+    Unsigned, forged and foreign beacons are ignored and counted by the
+    beacon (sb_beacon_counters).  Insecure peers (no identity) link only
+    to brokers that announce no key: a secure broker would refuse their
+    plaintext handshake anyway.
+
     Only "tcp://" endpoints are taken from beacons (a beacon is input
     from the network, and ipc:// or inproc:// would point elsewhere).  A
     broker announcing a wildcard host (`*` or 0.0.0.0, as in "tcp://" "*:7600")
@@ -28,6 +38,7 @@
 #define SB_DISCOVERY_H_INCLUDED
 
 #include "beacon.h"
+#include "identity.h"
 #include "peer.h"
 
 typedef struct sb_discovery sb_discovery_t;
@@ -38,6 +49,9 @@ typedef struct {
     int port;                   /* UDP beacon port; 0: SB_BEACON_PORT_DEFAULT */
     const char *seeds;          /* comma-separated static endpoints; NULL or "": none */
     bool log;                   /* one zsys_info line per broker linked or dropped */
+    /*  Borrowed, must outlive discovery; NULL: insecure.  With it only
+        beacons signed by members of its authority are believed.  */
+    const sb_identity_t *identity;
 } sb_discovery_config_t;
 
 typedef struct {
@@ -46,7 +60,9 @@ typedef struct {
     uint64_t changed;           /* CHANGED events */
     uint64_t connected;         /* links added for discovered brokers */
     uint64_t disconnected;      /* links removed */
-    uint64_t refused;           /* announced endpoints not used (not tcp://, bad, too many) */
+    uint64_t refused;           /* announced endpoints not used (not tcp://, bad, too many,
+                                   key missing or not the certificate's, secure
+                                   broker seen by an insecure peer) */
 } sb_discovery_counters_t;
 
 /*  Connects `peer` (borrowed; must outlive discovery) to every seed and

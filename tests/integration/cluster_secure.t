@@ -1,0 +1,149 @@
+#!/bin/bash
+# cluster_secure.t — a secure two-broker cluster on loopback found by
+# signed beacons only (no --connect anywhere), as real processes with the
+# keys of tools/demo-keys.sh.
+#
+# What a user must see: `sb run` hosting echo and `sb call` / `sb services`
+# naming only the cluster reach both secure brokers, as CURVE clients of
+# the keys the brokers' signed beacons carry; a broker of the same cluster
+# name that is --insecure (unsigned beacons) or whose certificate comes
+# from another authority is ignored by the secure members (nobody links to
+# it, the secure brokers count its beacons as refused) and does not disturb
+# them.  Every wait is bounded; lib.sh kills what is left.
+. "$(dirname "$0")/lib.sh"
+
+DEMO_KEYS=${SB_TOP_SRCDIR:-}/tools/demo-keys.sh
+[ -x "$DEMO_KEYS" ] || { echo "1..0 # SKIP no tools/demo-keys.sh (SB_TOP_SRCDIR)"; exit 77; }
+
+K="$SB_TMP/keys"
+OTHER="$SB_TMP/other-keys"
+"$DEMO_KEYS" "$K" "$SB" > "$SB_TMP/keys.out" 2>&1 || { sed 's/^/#   /' "$SB_TMP/keys.out"; bail "demo-keys.sh failed"; }
+"$DEMO_KEYS" "$OTHER" "$SB" > /dev/null 2>&1 || bail "demo-keys.sh (other authority) failed"
+
+CLUSTER="sec$$"
+BPORT=$(python3 -c 'import socket; s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+CL="--cluster $CLUSTER --beacon lo --beacon-port $BPORT"
+AS_CLI="--keys $K --member cli"
+
+# start_cluster_broker NAME ARGS...: a broker of the cluster on a free
+# port; sets CB_PID and CB_EP (with #KEY when secure).
+start_cluster_broker () {
+    local name=$1
+    shift
+    "$SB" broker --bind 'tcp://127.0.0.1:*' --name "$name" $CL "$@" > "$SB_TMP/$name.log" 2>&1 &
+    CB_PID=$!
+    sb_track $CB_PID
+    if ! wait_for_line "$SB_TMP/$name.log" ' listening on tcp://' 20; then
+        diag "broker $name did not start:"
+        sed 's/^/#   /' "$SB_TMP/$name.log"
+        bail "no broker $name"
+    fi
+    CB_EP=$(sed -n 's/.* listening on \(tcp:[^ ]*\).*/\1/p' "$SB_TMP/$name.log" | tail -n 1)
+}
+
+# services_json ENDPOINT [KEYS ARGS]: sys.services of one broker.
+services_json () {
+    local ep=$1
+    shift
+    "$SB" services --connect "$ep" --json "$@" 2>/dev/null
+}
+
+# echo_instances JSON: instances of echo the broker routes itself.
+echo_instances () {
+    printf '%s' "$1" | python3 -c '
+import json, sys
+try:
+    reply = json.load(sys.stdin)
+except ValueError:
+    print(-1); sys.exit(0)
+print(sum(s.get("instances", 0) for s in reply.get("services", []) if s.get("name") == "echo"))
+'
+}
+
+# wait_echo ENDPOINT N SECONDS KEYS ARGS...: until that broker lists N echo instances.
+wait_echo () {
+    local ep=$1 want=$2 tries=$(($3 * 5))
+    shift 3
+    while [ $tries -gt 0 ]; do
+        [ "$(echo_instances "$(services_json "$ep" "$@")")" = "$want" ] && return 0
+        sleep 0.2
+        tries=$((tries - 1))
+    done
+    return 1
+}
+
+# beacon_stat ENDPOINT NAME: a beacons.* counter of a secure broker.
+beacon_stat () {
+    "$SB" call $AS_CLI --connect "$1" sys.stats 2>/dev/null | python3 -c '
+import json, sys
+try:
+    print(json.load(sys.stdin).get("beacons", {}).get(sys.argv[1], 0))
+except ValueError:
+    print(-1)
+' "$2"
+}
+
+start_cluster_broker sec-b1 --keys "$K" --member broker1
+B1=$CB_EP
+start_cluster_broker sec-b2 --keys "$K" --member broker2
+B2=$CB_EP
+like "$B1" '#[0-9a-f]{64}$' "secure broker 1 prints its endpoint with its key"
+diag "cluster $CLUSTER, beacons on 127.255.255.255:$BPORT, brokers ${B1%%#*} ${B2%%#*}"
+
+# The service host knows only the cluster and its keys.
+"$SB" run $CL --keys "$K" --member echo --instances 2 echo > "$SB_TMP/run.out" 2> "$SB_TMP/run.err" &
+sb_track $!
+wait_for_line "$SB_TMP/run.out" '^sb run: serving ' 30 || { sed 's/^/#   /' "$SB_TMP/run.err"; bail "sb run did not start"; }
+wait_echo "$B1" 2 15 $AS_CLI
+ok $? "the echo host found secure broker 1 by its signed beacon (2 instances listed there)"
+wait_echo "$B2" 2 15 $AS_CLI
+ok $? "and secure broker 2"
+like "$(cat "$SB_TMP/run.out" "$SB_TMP/run.err")" "broker at ${B1%%#*}#[0-9a-f]{64} appeared, linked" \
+    "the host linked to broker 1 with the key from its beacon"
+
+OUT=$("$SB" call $CL $AS_CLI echo.reverse '{"text": "secure"}' 2>&1)
+is "$OUT" '{"text":"eruces"}' "sb call by discovery reaches echo through the secure cluster"
+TABLE=$("$SB" services $CL $AS_CLI 2>&1)
+like "$TABLE" '^echo +[^ ]+ +2 ' "sb services by discovery lists echo x2"
+like "$TABLE" 'cluster of 2 brokers' "and the two brokers"
+
+# Without keys, the same call by discovery finds no broker it may use.
+OUT=$("$SB" call $CL --insecure --timeout 2000 echo.reverse '{"text": "x"}' 2>&1)
+RC=$?
+ok $((RC == 0)) "an insecure sb call by discovery gets nothing from the secure cluster (exit $RC)"
+
+# -- an insecure broker and a foreign-authority broker join the cluster name --
+
+start_cluster_broker plain-b3 --insecure
+B3=$CB_EP
+start_cluster_broker foreign-b4 --keys "$OTHER" --member broker1
+B4=$CB_EP
+diag "insecure broker ${B3}, foreign broker ${B4%%#*}"
+# Until both secure brokers have refused beacons of each kind.
+refused=0
+for _ in $(seq 50); do
+    if [ "$(beacon_stat "$B1" unsigned)" -gt 0 ] && [ "$(beacon_stat "$B2" unsigned)" -gt 0 ] \
+    && [ "$(beacon_stat "$B1" bad_cert)" -gt 0 ] && [ "$(beacon_stat "$B2" bad_cert)" -gt 0 ]; then
+        refused=1
+        break
+    fi
+    sleep 0.2
+done
+ok $((1 - refused)) "the secure brokers count the unsigned and foreign beacons (beacons.unsigned, beacons.bad_cert)"
+# A new secure caller and the running host: several beacon intervals
+# later, still only the two secure brokers.
+sleep 3
+TABLE=$("$SB" services $CL $AS_CLI 2>&1)
+like "$TABLE" 'cluster of 2 brokers' "sb services by discovery still sees 2 brokers"
+cat "$SB_TMP/run.out" "$SB_TMP/run.err" | grep -Eq "${B3}|${B4%%#*}"
+ok $((! $?)) "the echo host never linked to the insecure or the foreign broker"
+is "$(echo_instances "$(services_json "$B3" --insecure)")" 0 "the insecure broker has no echo instance"
+is "$(echo_instances "$(services_json "$B4" --keys "$OTHER" --member cli)")" 0 \
+    "the foreign-authority broker has no echo instance"
+good=0
+for i in $(seq 1 10); do
+    [ "$("$SB" call $CL $AS_CLI --timeout 5000 echo.echo "$i" 2>/dev/null)" = "$i" ] && good=$((good + 1))
+done
+is "$good" 10 "10 secure calls by discovery answered beside the insecure and foreign brokers"
+
+done_testing
