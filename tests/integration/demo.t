@@ -2,7 +2,9 @@
 # demo.t — `./quickstart demo` does what the README promises: it starts two
 # brokers, echo and the REST bridge, prints a ready banner with curl and
 # `sb call` lines, and every printed line works as printed (the lines are
-# parsed from its output and run).  The README's copy of the lines is the
+# parsed from its output and run).  The demo is secure without a flag: its
+# keys are made in the build directory (tools/demo-keys.sh), every process
+# runs with them and nobody without them gets an answer.  The README's copy of the lines is the
 # same text.  SIGTERM stops the demo and every process it started.
 #
 # The demo runs on free ports against this build (SB_DEMO_BUILD_DIR: no
@@ -68,11 +70,21 @@ is "$(printf '%s\n' "$KID_ARGS" | grep -c ' run .*echo\.so')" 1 "it runs one ech
 is "$(printf '%s\n' "$KID_ARGS" | grep -c ' run .*rest-bridge\.so')" 1 "it runs one REST bridge host"
 like "$(cat "$SB_TMP/logs/rest-bridge.log")" 'AUTHENTICATION IS OFF' "the bridge warns loudly that it has no keys"
 
+# Secure without a flag: no process runs --insecure, the brokers print
+# their keys, and a caller without keys gets nothing.
+is "$(printf '%s\n' "$KID_ARGS" | grep -c -- '--insecure')" 0 "no demo process runs --insecure"
+KEYS="$SB_TOP_BUILDDIR/demo-keys"
+[ -f "$KEYS/authority.pub" ] && [ -f "$KEYS/cli.cert" ]
+ok $? "the demo made its keys in the build directory (demo-keys)"
+BROKER2=$(sed -n 's/.* listening on \(tcp:[^ ]*\).*/\1/p' "$SB_TMP/logs/broker2.log" | head -n 1)
+like "$BROKER2" "^tcp://127\.0\.0\.1:$((BPORT + 1))#[0-9a-f]{64}\$" "broker 2 is secure (prints its endpoint with its CURVE key)"
+"$SB" call --insecure --connect "tcp://127.0.0.1:$((BPORT + 1))" --timeout 1000 sys.ping > /dev/null 2>&1
+ok $((! $?)) "a plaintext caller without keys gets no answer from the demo's brokers"
+
 # Every host is known to both brokers.
-BROKER2=tcp://127.0.0.1:$((BPORT + 1))
 seen=""
 for _ in $(seq 100); do
-    seen=$("$SB" services --connect "$BROKER2" 2>/dev/null)
+    seen=$("$SB" services --keys "$KEYS" --member cli --connect "$BROKER2" 2>/dev/null)
     printf '%s\n' "$seen" | grep -Eq '^echo +[^ ]+ +2 ' \
         && printf '%s\n' "$seen" | grep -Eq '^rest-bridge +[^ ]+ +1 ' && break
     sleep 0.2
@@ -152,7 +164,8 @@ awk '/^<!-- quickstart demo lines/ { on = 1; next }
      on && /^```sh$/ { inside = 1; next }
      inside && /^```$/ { exit }
      inside { print }' "$README" > "$SB_TMP/readme.lines"
-sed -e "s#127\.0\.0\.1:$HPORT#127.0.0.1:8080#g" -e "s# --connect tcp://127\.0\.0\.1:$BPORT##" \
+sed -e "s#127\.0\.0\.1:$HPORT#127.0.0.1:8080#g" -e "s# --cluster demo-t-$$ # --cluster demo #" \
+    -e 's# --keys \./demo-keys # --keys _build/demo-keys #' \
     -e 's#^\./sb #_build/sb #' "$SB_TMP/lines" > "$SB_TMP/printed.lines"
 diff -u "$SB_TMP/readme.lines" "$SB_TMP/printed.lines" > "$SB_TMP/readme.diff"
 ok $? "README.md shows the lines the demo prints"
