@@ -7,38 +7,13 @@
 */
 #include "broker.h"
 #include "instance.h"
-#include "wire.h"
-#include "tap.h"
+#include "fake_broker.h"
 
 #include <czmq.h>
 #include <arpa/inet.h>
 #include <netinet/in.h>
 #include <sys/socket.h>
 #include <unistd.h>
-
-static int64_t
-s_int (const msgpack_object *obj)
-{
-    if (obj && obj->type == MSGPACK_OBJECT_POSITIVE_INTEGER)
-        return (int64_t) obj->via.u64;
-    if (obj && obj->type == MSGPACK_OBJECT_NEGATIVE_INTEGER)
-        return obj->via.i64;
-    return -1;
-}
-
-static size_t
-s_pack_int (char *buf, int64_t value)
-{
-    msgpack_sbuffer sb;
-    msgpack_sbuffer_init (&sb);
-    msgpack_packer pk;
-    msgpack_packer_init (&pk, &sb, msgpack_sbuffer_write);
-    msgpack_pack_int64 (&pk, value);
-    size_t size = sb.size;
-    memcpy (buf, sb.data, size);
-    msgpack_sbuffer_destroy (&sb);
-    return size;
-}
 
 /*  --------------------------------------------------------------------
     A service to call.  */
@@ -78,7 +53,7 @@ s_answer (const msgpack_object *body, const sb_error_t *err, void *arg)
     if (err)
         a->err = *err;
     else
-        a->value = s_int (body);
+        a->value = fb_int (body);
 }
 
 #define MANY 1000
@@ -90,7 +65,7 @@ s_many (const msgpack_object *body, const sb_error_t *err, void *arg)
 {
     int i = (int) (intptr_t) arg;
     s_answers [i]++;
-    if (err || s_int (body) != i)
+    if (err || fb_int (body) != i)
         s_wrong++;
 }
 
@@ -104,47 +79,16 @@ s_on_event (const char *topic, const msgpack_object *body, void *arg)
 {
     events_t *e = arg;
     e->events++;
-    e->last = s_int (body);
+    e->last = fb_int (body);
 }
 
 /*  --------------------------------------------------------------------
-    Fake broker.  */
+    Fake broker (fake_broker.h): the client runs while it waits.  */
 
-/*  Waits for one message on the router while letting the client run.
-    Returns 0 with the routing id, header and body, or -1 on timeout.  */
 static int
-s_fake_recv (zsock_t *router, sb_client_t *client, zmsg_t **msg_p, sb_header_t *h)
+s_pump (void *client, int timeout_ms)
 {
-    int64_t end = zclock_mono () + 5000;
-    while (zclock_mono () < end) {
-        sb_client_dispatch (client, 10);
-        zmq_pollitem_t item = { zsock_resolve (router), 0, ZMQ_POLLIN, 0 };
-        if (zmq_poll (&item, 1, 10) == 1) {
-            zmsg_t *msg = zmsg_recv (router);
-            zmsg_first (msg);
-            zframe_t *header = zmsg_next (msg);
-            if (header && sb_header_decode (h, zframe_data (header), zframe_size (header)) == SB_WIRE_OK) {
-                *msg_p = msg;
-                return 0;
-            }
-            zmsg_destroy (&msg);
-        }
-    }
-    return -1;
-}
-
-/*  Sends header (+ body) to the peer whose routing id starts `like`.  */
-static void
-s_fake_send (zsock_t *router, zmsg_t *like, const sb_header_t *h, const void *body, size_t size)
-{
-    uint8_t buffer [SB_HEADER_MAX];
-    size_t hsize = sb_header_encode (h, buffer);
-    zmsg_t *msg = zmsg_new ();
-    zmsg_append (msg, &(zframe_t *) { zframe_dup (zmsg_first (like)) });
-    zmsg_addmem (msg, buffer, hsize);
-    if (body)
-        zmsg_addmem (msg, body, size);
-    zmsg_send (&msg, router);
+    return sb_client_dispatch ((sb_client_t *) client, timeout_ms);
 }
 
 static void
@@ -160,21 +104,21 @@ s_fake_broker_tests (void)
     /*  A call made before the broker welcomed us waits and then goes out. */
     answer_t first = { 0 };
     char body [16];
-    size_t size = s_pack_int (body, 7);
+    size_t size = fb_pack_int (body, 7);
     tap_ok (sb_client_call_async (client, "svc", "m", body, size, 4000, s_answer, &first, &err) == 0,
             "async call before WELCOME is accepted");
     zmsg_t *msg = NULL;
     sb_header_t h, out;
-    tap_ok (s_fake_recv (router, client, &msg, &h) == 0 && h.command == SB_CMD_HELLO,
+    tap_ok (fb_recv (router, s_pump, client, &msg, &h) == 0 && h.command == SB_CMD_HELLO,
             "the client says HELLO first");
     tap_ok ((h.present & SB_H_NAME) && strcmp (h.name, "fake-test") == 0, "HELLO carries the client's name");
     sb_header_init (&out, SB_CMD_WELCOME);
     sb_header_set_name (&out, "fake");
     out.heartbeat_ms = 200;
-    s_fake_send (router, msg, &out, NULL, 0);
+    fb_send (router, msg, &out, NULL, 0);
     zmsg_destroy (&msg);
 
-    int rc = s_fake_recv (router, client, &msg, &h);
+    int rc = fb_recv (router, s_pump, client, &msg, &h);
     tap_ok (rc == 0 && h.command == SB_CMD_REQUEST, "the waiting call goes out after WELCOME");
     tap_ok (rc == 0 && strcmp (h.service, "svc") == 0 && strcmp (h.method, "m") == 0,
             "service and method in the header");
@@ -194,7 +138,7 @@ s_fake_broker_tests (void)
     if (msg) {
         sb_header_init (&out, SB_CMD_REPLY);
         out.request_id = first_id;
-        s_fake_send (router, msg, &out, "\xc1", 1);
+        fb_send (router, msg, &out, "\xc1", 1);
         zmsg_destroy (&msg);
     }
     for (int i = 0; i < 100 && first.calls == 0; i++)
@@ -206,14 +150,14 @@ s_fake_broker_tests (void)
         internal; a reply to an unknown id and garbage frames are ignored. */
     answer_t second = { 0 };
     sb_client_call_async (client, "svc", "m", NULL, 0, 4000, s_answer, &second, &err);
-    rc = s_fake_recv (router, client, &msg, &h);
+    rc = fb_recv (router, s_pump, client, &msg, &h);
     tap_ok (rc == 0 && h.request_id != first_id && memcmp (h.trace, first_trace, 16) != 0,
             "each call has its own request id and trace id");
     tap_ok (rc == 0 && zmsg_size (msg) == 2, "an empty body sends no body frame");
     if (msg) {
         sb_header_init (&out, SB_CMD_REPLY);
         out.request_id = h.request_id + 1000;
-        s_fake_send (router, msg, &out, "\x01", 1);
+        fb_send (router, msg, &out, "\x01", 1);
         zmsg_t *garbage = zmsg_new ();
         zmsg_append (garbage, &(zframe_t *) { zframe_dup (zmsg_first (msg)) });
         zmsg_addstr (garbage, "not a header");
@@ -222,7 +166,7 @@ s_fake_broker_tests (void)
         out.request_id = h.request_id;
         out.code = 99;
         sb_header_set_text (&out, "strange");
-        s_fake_send (router, msg, &out, NULL, 0);
+        fb_send (router, msg, &out, NULL, 0);
         zmsg_destroy (&msg);
     }
     for (int i = 0; i < 100 && second.calls == 0; i++)
@@ -244,7 +188,7 @@ s_fake_broker_tests (void)
         HELLO again once the broker has been silent for 3 intervals.  */
     bool heartbeat = false, hello = false;
     start = zclock_mono ();
-    while (!hello && zclock_mono () - start < 5000 && s_fake_recv (router, client, &msg, &h) == 0) {
+    while (!hello && zclock_mono () - start < 5000 && fb_recv (router, s_pump, client, &msg, &h) == 0) {
         if (h.command == SB_CMD_HEARTBEAT)
             heartbeat = true;
         else
@@ -258,16 +202,16 @@ s_fake_broker_tests (void)
     if (hello) {
         sb_header_init (&out, SB_CMD_WELCOME);
         out.heartbeat_ms = 200;
-        s_fake_send (router, msg, &out, NULL, 0);
+        fb_send (router, msg, &out, NULL, 0);
         zmsg_destroy (&msg);
         answer_t fourth = { 0 };
         sb_client_call_async (client, "svc", "m", NULL, 0, 3000, s_answer, &fourth, &err);
         rc = -1;
-        while (s_fake_recv (router, client, &msg, &h) == 0) {
+        while (fb_recv (router, s_pump, client, &msg, &h) == 0) {
             if (h.command == SB_CMD_REQUEST) {
                 sb_header_init (&out, SB_CMD_REPLY);
                 out.request_id = h.request_id;
-                s_fake_send (router, msg, &out, body, size);
+                fb_send (router, msg, &out, body, size);
                 rc = 0;
             }
             zmsg_destroy (&msg);
@@ -360,7 +304,7 @@ static int
 s_publish_until (sb_client_t *pub, sb_client_t *sub, const char *topic, events_t *e)
 {
     char body [16];
-    size_t size = s_pack_int (body, 3);
+    size_t size = fb_pack_int (body, 3);
     int64_t start = zclock_mono ();
     int before = e->events;
     while (e->events == before && zclock_mono () - start < 10000) {
@@ -391,7 +335,7 @@ s_broker_tests (void)
 
     /*  Blocking round trip (the instance may need a moment to announce). */
     char body [16];
-    size_t size = s_pack_int (body, 1234);
+    size_t size = fb_pack_int (body, 1234);
     sb_reply_t *reply = NULL;
     int rc = -1;
     for (int i = 0; i < 50 && rc; i++) {
@@ -399,7 +343,7 @@ s_broker_tests (void)
         if (rc)
             zclock_sleep (50);
     }
-    tap_ok (rc == 0 && s_int (&reply->body) == 1234, "blocking call round trip");
+    tap_ok (rc == 0 && fb_int (&reply->body) == 1234, "blocking call round trip");
     tap_ok (rc == 0 && reply->size == size && memcmp (reply->data, body, size) == 0,
             "the raw reply body is kept with the reply");
     sb_reply_destroy (&reply);
@@ -410,7 +354,7 @@ s_broker_tests (void)
 
     /*  Many in flight.  */
     for (int i = 0; i < MANY; i++) {
-        size = s_pack_int (body, i);
+        size = fb_pack_int (body, i);
         sb_client_call_async (client, "echo2", "echo", body, size, 20000, s_many, (void *) (intptr_t) i, &err);
     }
     tap_is_int (sb_client_pending (client), MANY, "%d calls pending", MANY);
@@ -425,7 +369,7 @@ s_broker_tests (void)
 
     /*  A blocking call dispatches async answers that arrive meanwhile.  */
     answer_t a = { 0 };
-    size = s_pack_int (body, 5);
+    size = fb_pack_int (body, 5);
     sb_client_call_async (client, "echo2", "echo", body, size, 5000, s_answer, &a, &err);
     rc = sb_client_call (client, "echo2", "echo", body, size, 5000, &reply, &err);
     sb_reply_destroy (&reply);
@@ -450,14 +394,14 @@ s_broker_tests (void)
     /*  Both members are known to the broker once each got a probe.  */
     start = zclock_mono ();
     while ((gprobe1.events == 0 || gprobe2.events == 0) && zclock_mono () - start < 10000) {
-        size = s_pack_int (body, 0);
+        size = fb_pack_int (body, 0);
         sb_client_publish (client, "jobs.probe", body, size);
         sb_client_dispatch (member1, 10);
         sb_client_dispatch (member2, 10);
     }
     tap_ok (gprobe1.events > 0 && gprobe2.events > 0, "both group members subscribed");
     for (int i = 0; i < 20; i++) {
-        size = s_pack_int (body, i);
+        size = fb_pack_int (body, i);
         sb_client_publish (client, "jobs.work.item", body, size);
     }
     start = zclock_mono ();

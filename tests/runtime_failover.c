@@ -15,34 +15,9 @@
 #include "broker.h"
 #include "instance.h"
 #include "peer.h"
-#include "wire.h"
-#include "tap.h"
+#include "fake_broker.h"
 
 #include <czmq.h>
-
-static int64_t
-s_int (const msgpack_object *obj)
-{
-    if (obj && obj->type == MSGPACK_OBJECT_POSITIVE_INTEGER)
-        return (int64_t) obj->via.u64;
-    if (obj && obj->type == MSGPACK_OBJECT_NEGATIVE_INTEGER)
-        return obj->via.i64;
-    return -1;
-}
-
-static size_t
-s_pack_int (char *buf, int64_t value)
-{
-    msgpack_sbuffer sb;
-    msgpack_sbuffer_init (&sb);
-    msgpack_packer pk;
-    msgpack_packer_init (&pk, &sb, msgpack_sbuffer_write);
-    msgpack_pack_int64 (&pk, value);
-    size_t size = sb.size;
-    memcpy (buf, sb.data, size);
-    msgpack_sbuffer_destroy (&sb);
-    return size;
-}
 
 /*  --------------------------------------------------------------------
     The service: `echo` (idempotent) and `slow` (not idempotent, holds the
@@ -103,7 +78,7 @@ s_answer (const msgpack_object *body, const sb_error_t *err, void *arg)
     if (err)
         a->err = *err;
     else
-        a->value = s_int (body);
+        a->value = fb_int (body);
 }
 
 #define LOAD 3000
@@ -123,71 +98,17 @@ s_load_answer (const msgpack_object *body, const sb_error_t *err, void *arg)
             snprintf (s_first_error, sizeof s_first_error, "%s: %s", sb_code_name (err->code), err->text);
     }
     else
-    if (s_int (body) != i)
+    if (fb_int (body) != i)
         s_wrong++;
 }
 
 /*  --------------------------------------------------------------------
-    Fake brokers.  */
+    Fake brokers (fake_broker.h): the peer runs while they wait.  */
 
-/*  Runs the peer until the router has a message; 0 with the message and
-    its decoded header, -1 after 5 s.  */
 static int
-s_fake_recv (zsock_t *router, sb_peer_t *peer, zmsg_t **msg_p, sb_header_t *h)
+s_pump (void *peer, int timeout_ms)
 {
-    int64_t end = zclock_mono () + 5000;
-    while (zclock_mono () < end) {
-        sb_peer_wait (peer, 5);
-        zmq_pollitem_t item = { zsock_resolve (router), 0, ZMQ_POLLIN, 0 };
-        if (zmq_poll (&item, 1, 5) == 1) {
-            zmsg_t *msg = zmsg_recv (router);
-            zmsg_first (msg);
-            zframe_t *header = zmsg_next (msg);
-            if (header && sb_header_decode (h, zframe_data (header), zframe_size (header)) == SB_WIRE_OK) {
-                *msg_p = msg;
-                return 0;
-            }
-            zmsg_destroy (&msg);
-        }
-    }
-    return -1;
-}
-
-static void
-s_fake_send (zsock_t *router, zmsg_t *like, const sb_header_t *h, const void *body, size_t size)
-{
-    uint8_t buffer [SB_HEADER_MAX];
-    size_t hsize = sb_header_encode (h, buffer);
-    zmsg_t *msg = zmsg_new ();
-    zmsg_append (msg, &(zframe_t *) { zframe_dup (zmsg_first (like)) });
-    zmsg_addmem (msg, buffer, hsize);
-    if (body)
-        zmsg_addmem (msg, body, size);
-    zmsg_send (&msg, router);
-}
-
-/*  Waits for HELLO on the router and answers WELCOME.  0 when done.  */
-static int
-s_fake_welcome (zsock_t *router, sb_peer_t *peer, const char *name)
-{
-    zmsg_t *msg = NULL;
-    sb_header_t h;
-    int64_t end = zclock_mono () + 5000;
-    while (zclock_mono () < end) {
-        if (s_fake_recv (router, peer, &msg, &h))
-            return -1;
-        if (h.command == SB_CMD_HELLO) {
-            sb_header_t out;
-            sb_header_init (&out, SB_CMD_WELCOME);
-            sb_header_set_name (&out, name);
-            out.heartbeat_ms = 1000;
-            s_fake_send (router, msg, &out, NULL, 0);
-            zmsg_destroy (&msg);
-            return 0;
-        }
-        zmsg_destroy (&msg);
-    }
-    return -1;
+    return sb_peer_wait ((sb_peer_t *) peer, timeout_ms);
 }
 
 static void
@@ -204,21 +125,21 @@ s_fake_tests (void)
     tap_ok (peer != NULL, "peer linked to two fake brokers");
     tap_ok (sb_peer_set_idempotent (peer, "fo", "echo") == 0, "fo.echo declared idempotent");
     tap_ok (sb_peer_set_idempotent (peer, "bad name!", "echo") == -1, "a bad service name is refused");
-    tap_ok (s_fake_welcome (one, peer, "one") == 0 && s_fake_welcome (two, peer, "two") == 0,
-            "both fake brokers welcome the peer");
+    tap_ok (fb_welcome (one, s_pump, peer, "one", 1000) == 0
+         && fb_welcome (two, s_pump, peer, "two", 1000) == 0, "both fake brokers welcome the peer");
     for (int i = 0; i < 100 && sb_peer_links_alive (peer) < 2; i++)
         sb_peer_wait (peer, 10);
 
     /*  The first call goes to the first link.  */
     answer_t answer = { 0 };
     char body [16];
-    size_t size = s_pack_int (body, 42);
+    size_t size = fb_pack_int (body, 42);
     uint64_t id = 0;
     tap_ok (sb_peer_call (peer, "fo", "echo", body, size, 8000, s_answer, NULL, &answer, &id, &err) == 0,
             "idempotent call sent");
     zmsg_t *msg = NULL;
     sb_header_t h;
-    int rc = s_fake_recv (one, peer, &msg, &h);
+    int rc = fb_recv (one, s_pump, peer, &msg, &h);
     tap_ok (rc == 0 && h.command == SB_CMD_REQUEST && h.request_id == id,
             "the first broker has the request");
     tap_ok (rc == 0 && (h.flags & SB_F_IDEMPOTENT) && !(h.flags & SB_F_RETRY),
@@ -228,7 +149,7 @@ s_fake_tests (void)
     /*  The first broker vanishes without BYE: its socket closes.  */
     int64_t lost_at = zclock_mono ();
     zsock_destroy (&one);
-    rc = s_fake_recv (two, peer, &msg, &h);
+    rc = fb_recv (two, s_pump, peer, &msg, &h);
     int64_t retried_at = zclock_mono ();
     tap_ok (rc == 0 && h.command == SB_CMD_REQUEST && h.request_id == id,
             "the second broker gets the same request id");
@@ -248,8 +169,8 @@ s_fake_tests (void)
         sb_header_t out;
         sb_header_init (&out, SB_CMD_REPLY);
         out.request_id = id;
-        s_fake_send (two, msg, &out, body, size);
-        s_fake_send (two, msg, &out, body, size);
+        fb_send (two, msg, &out, body, size);
+        fb_send (two, msg, &out, body, size);
         zmsg_destroy (&msg);
     }
     for (int i = 0; i < 200 && answer.calls == 0; i++)
@@ -263,13 +184,13 @@ s_fake_tests (void)
     answer_t plain = { 0 };
     tap_ok (sb_peer_call (peer, "fo", "slow", body, size, 8000, s_answer, NULL, &plain, &id, &err) == 0,
             "non-idempotent call sent");
-    rc = s_fake_recv (two, peer, &msg, &h);
+    rc = fb_recv (two, s_pump, peer, &msg, &h);
     tap_ok (rc == 0 && h.command == SB_CMD_REQUEST && !(h.flags & SB_F_IDEMPOTENT),
             "it goes out without the idempotent flag");
     if (msg) {
         sb_header_t bye;
         sb_header_init (&bye, SB_CMD_BYE);
-        s_fake_send (two, msg, &bye, NULL, 0);
+        fb_send (two, msg, &bye, NULL, 0);
         zmsg_destroy (&msg);
     }
     for (int i = 0; i < 200 && plain.calls == 0; i++)
@@ -310,7 +231,7 @@ s_served_by (const char *endpoint)
     while (!served && zclock_mono () < end) {
         answer_t answer = { 0 };
         char body [16];
-        size_t size = s_pack_int (body, 1);
+        size_t size = fb_pack_int (body, 1);
         if (sb_peer_call (peer, "fo", "echo", body, size, 2000, s_answer, NULL, &answer, NULL, &err))
             break;
         while (answer.calls == 0)
@@ -355,7 +276,7 @@ s_load_tests (void)
     while (answered < LOAD && zclock_mono () < end) {
         while (sent < LOAD && sent - answered < IN_FLIGHT) {
             char body [16];
-            size_t size = s_pack_int (body, sent);
+            size_t size = fb_pack_int (body, sent);
             if (sb_peer_call (peer, "fo", "echo", body, size, 10000, s_load_answer, NULL,
                               (void *) (intptr_t) sent, NULL, &err)) {
                 tap_diag ("call %d refused: %s", sent, err.text);
@@ -393,7 +314,7 @@ s_load_tests (void)
     /*  A non-idempotent call in flight through a broker that goes away. */
     answer_t plain = { 0 };
     char body [16];
-    size_t size = s_pack_int (body, 5);
+    size_t size = fb_pack_int (body, 5);
     answer_t after = { 0 };
     sb_peer_call (peer, "fo", "echo", body, size, 5000, s_answer, NULL, &after, NULL, &err);
     for (int i = 0; i < 500 && after.calls == 0; i++)
