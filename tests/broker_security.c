@@ -11,9 +11,8 @@
     the test every body frame the broker receives (for the runtime's
     sealing test: with sealed bodies, a canary must not be found there).  */
 #include "broker_peer.h"
-#include "cert.h"
+#include "keys_dir.h"
 
-#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -57,48 +56,20 @@ s_member (const char *name, const char *offer, const char *call, int64_t from, u
     sb_keys_t *keys = sb_keys_new_member (name, &err);
     if (!keys || !with_cert)
         return keys;
-    sb_cert_t *cert = calloc (1, sizeof (sb_cert_t));
-    char path [512];
-    snprintf (path, sizeof path, "%s/%s.cert", s_dir, name);
-    if (!cert || sb_cert_init (cert, keys, (uint64_t) ((int64_t) time (NULL) + from), lifetime, &err)
-    ||  sb_cert_add_offer_list (cert, offer, &err) || sb_cert_add_call_list (cert, call, &err)
-    ||  sb_cert_sign (cert, s_authority, &err) || sb_cert_save (cert, path, &err)) {
-        tap_diag ("certificate for %s: %s", name, err.text);
+    char file [128];
+    snprintf (file, sizeof file, "%s.cert", name);
+    if (kd_issue (s_dir, file, &(kd_cert_t) { .keys = keys, .authority = s_authority,
+            .issued_at = (uint64_t) ((int64_t) time (NULL) + from), .lifetime = lifetime,
+            .offer = offer, .call = call }))
         sb_keys_destroy (&keys);
-    }
-    free (cert);
     return keys;
-}
-
-static int
-s_write (const char *name, const char *text)
-{
-    char path [512], tmp [600];
-    snprintf (path, sizeof path, "%s/%s", s_dir, name);
-    snprintf (tmp, sizeof tmp, "%s.tmp", path);
-    FILE *file = fopen (tmp, "w");
-    if (!file)
-        return -1;
-    fputs (text, file);
-    fclose (file);
-    chmod (tmp, 0644);
-    return rename (tmp, path);
 }
 
 /*  A DEALER speaking CURVE with `keys` (NULL: no CURVE) to the broker.  */
 static zsock_t *
 s_connect (const sb_keys_t *keys)
 {
-    zsock_t *sock = zsock_new (ZMQ_DEALER);
-    void *handle = zsock_resolve (sock);
-    zsock_set_linger (sock, 0);
-    if (keys) {
-        zmq_setsockopt (handle, ZMQ_CURVE_SERVERKEY, sb_broker_public_key (s_broker), SB_KEY_SIZE);
-        zmq_setsockopt (handle, ZMQ_CURVE_PUBLICKEY, sb_keys_curve_public (keys), SB_KEY_SIZE);
-        zmq_setsockopt (handle, ZMQ_CURVE_SECRETKEY, sb_keys_curve_secret (keys), SB_KEY_SIZE);
-    }
-    zsock_connect (sock, "%s", sb_broker_endpoint (s_broker));
-    return sock;
+    return kd_curve_dealer (keys, sb_broker_public_key (s_broker), sb_broker_endpoint (s_broker));
 }
 
 /*  A counter three levels down in sys.stats ("zap", "refused_by_reason", reason).  */
@@ -173,8 +144,7 @@ int
 main (void)
 {
     zsys_init ();
-    snprintf (s_dir, sizeof s_dir, "/tmp/sb-broker-security.XXXXXX");
-    if (!mkdtemp (s_dir)) {
+    if (kd_make (s_dir, sizeof s_dir, "broker-security")) {
         printf ("Bail out! no temporary directory\n");
         return 1;
     }
@@ -193,7 +163,7 @@ main (void)
     sb_keys_t *old = s_member ("old", "echo", "*", -7200, 3600, true);
     sb_keys_t *stranger = s_member ("stranger", "", "", 0, 0, false);
     tap_ok (alice && bob && mallory && old && stranger, "member keys and certificates made");
-    tap_ok (s_write ("revoked", "# nobody yet\n") == 0, "empty revocation list");
+    tap_ok (kd_write (s_dir, "revoked", "# nobody yet\n", 0644) == 0, "empty revocation list");
 
     char revoked [512];
     snprintf (revoked, sizeof revoked, "%s/revoked", s_dir);
@@ -275,14 +245,14 @@ main (void)
     if (got)
         bp_reply (worker, m.h.request_id, m.body, m.size);
     tap_ok (got && bp_recv (bobs, &m, BP_WAIT) == 0 && m.h.command == SB_CMD_REPLY, "bob calls echo before revocation");
-    tap_ok (s_write ("revoked", "bob\n") == 0, "bob added to the revocation list");
+    tap_ok (kd_write (s_dir, "revoked", "bob\n", 0644) == 0, "bob added to the revocation list");
     tap_ok (sb_broker_reload (s_broker, &err) == 0, "reload (what SIGHUP does) succeeds");
     tap_ok (s_shut_out (bob), "revoked member: a new session gets nothing through");
     tap_ok (s_refused_wait (admin, "revoked", 1) >= 1, "counted as 'revoked'");
     bp_request (bobs, 2, "echo", "echo", 3000, 0, "b", 1);
     tap_ok (s_forbidden (bobs), "revoked member's open session: its next request is forbidden");
 
-    tap_ok (s_write ("revoked", "this is not a name!\n") == 0, "a broken revocation list");
+    tap_ok (kd_write (s_dir, "revoked", "this is not a name!\n", 0644) == 0, "a broken revocation list");
     tap_ok (sb_broker_reload (s_broker, &err) == -1, "reload fails and says so (%s)", err.text);
     tap_ok (s_shut_out (bob), "the old list stays in force: bob still refused");
     tap_ok (bp_sync (admin) == 0, "alice still served");
@@ -300,9 +270,6 @@ main (void)
     sb_keys_destroy (&old);
     sb_keys_destroy (&stranger);
     sb_keys_destroy (&s_authority);
-    char command [600];
-    snprintf (command, sizeof command, "rm -rf '%s'", s_dir);
-    if (system (command) != 0)
-        tap_diag ("could not remove %s", s_dir);
+    kd_remove (s_dir);
     return tap_done ();
 }

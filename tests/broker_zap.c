@@ -8,22 +8,15 @@
     a client without CURVE gets nothing through, and the refusal is
     counted under the right reason.  */
 #include "zap.h"
-#include "tap.h"
+#include "keys_dir.h"
 
 #include <sodium.h>
-#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
 static char s_dir [256];
 static sb_keys_t *s_authority, *s_broker;
 static zsock_t *s_router;
-
-static void
-s_path (char *out, size_t size, const char *name)
-{
-    snprintf (out, size, "%s/%s", s_dir, name);
-}
 
 static sb_keys_t *
 s_member (const char *name)
@@ -35,60 +28,25 @@ s_member (const char *name)
     return keys;
 }
 
-/*  Issues a certificate for `member` valid from `issued_at` for
-    `lifetime` seconds, signed by `authority`; flips a signature bit if
-    `forge`.  Writes certs/NAME.cert.  */
+/*  Issues certs/FILE for `member` (offer echo, call sys and echo) valid
+    from `issued_at` for `lifetime` seconds, signed by `authority`, with a
+    signature bit flipped if `forge`.  */
 static int
 s_issue (const sb_keys_t *member, const sb_keys_t *authority, uint64_t issued_at, uint64_t lifetime,
          bool forge, const char *file)
 {
-    sb_error_t err = { 0 };
-    sb_cert_t *cert = (sb_cert_t *) calloc (1, sizeof (sb_cert_t));
-    char path [512];
-    snprintf (path, sizeof path, "%s/certs/%s", s_dir, file);
-    int rc = -1;
-    if (cert && !sb_cert_init (cert, member, issued_at, lifetime, &err)
-    &&  !sb_cert_add_offer_list (cert, "echo", &err) && !sb_cert_add_call_list (cert, "sys,echo", &err)
-    &&  !sb_cert_sign (cert, authority, &err)) {
-        if (forge)
-            cert->signature [5] ^= 0x40;
-        rc = sb_cert_save (cert, path, &err);
-    }
-    if (rc)
-        tap_diag ("issuing %s: %s", file, err.text);
-    free (cert);
-    return rc;
+    char name [128];
+    snprintf (name, sizeof name, "certs/%s", file);
+    return kd_issue (s_dir, name, &(kd_cert_t) { .keys = member, .authority = authority,
+        .issued_at = issued_at, .lifetime = lifetime, .offer = "echo", .call = "sys,echo", .forge = forge });
 }
 
-static int
-s_write (const char *name, const char *text, mode_t mode)
-{
-    char path [512], tmp [600];
-    s_path (path, sizeof path, name);
-    snprintf (tmp, sizeof tmp, "%s.tmp", path);
-    FILE *file = fopen (tmp, "w");
-    if (!file)
-        return -1;
-    fputs (text, file);
-    fclose (file);
-    chmod (tmp, mode);
-    return rename (tmp, path);
-}
-
-/*  A DEALER that speaks CURVE with `keys` (NULL: no CURVE at all) to the
-    broker, and has already queued one message.  */
+/*  A CURVE client (kd_curve_dealer; NULL keys: no CURVE) of the broker
+    that has already queued one message.  */
 static zsock_t *
 s_client (const sb_keys_t *keys, const char *endpoint, const char *text)
 {
-    zsock_t *dealer = zsock_new (ZMQ_DEALER);
-    void *handle = zsock_resolve (dealer);
-    zsock_set_linger (dealer, 0);
-    if (keys) {
-        zmq_setsockopt (handle, ZMQ_CURVE_SERVERKEY, sb_keys_curve_public (s_broker), SB_KEY_SIZE);
-        zmq_setsockopt (handle, ZMQ_CURVE_PUBLICKEY, sb_keys_curve_public (keys), SB_KEY_SIZE);
-        zmq_setsockopt (handle, ZMQ_CURVE_SECRETKEY, sb_keys_curve_secret (keys), SB_KEY_SIZE);
-    }
-    zsock_connect (dealer, "%s", endpoint);
+    zsock_t *dealer = kd_curve_dealer (keys, sb_keys_curve_public (s_broker), endpoint);
     zstr_send (dealer, text);
     return dealer;
 }
@@ -146,13 +104,12 @@ main (void)
     zsys_set_logstream (NULL);
     if (sodium_init () < 0)
         tap_skip_all ("libsodium cannot start");
-    snprintf (s_dir, sizeof s_dir, "/tmp/sb-zap-test.XXXXXX");
-    if (!mkdtemp (s_dir))
+    if (kd_make (s_dir, sizeof s_dir, "zap-test"))
         tap_skip_all ("cannot create a temporary directory");
     char path [512], certs [512], authority_pub [512], revocations [512];
-    s_path (certs, sizeof certs, "certs");
-    s_path (authority_pub, sizeof authority_pub, "authority.pub");
-    s_path (revocations, sizeof revocations, "revoked");
+    kd_path (certs, sizeof certs, s_dir, "certs");
+    kd_path (authority_pub, sizeof authority_pub, s_dir, "authority.pub");
+    kd_path (revocations, sizeof revocations, s_dir, "revoked");
     mkdir (certs, 0700);
     sb_error_t err = { 0 };
     uint64_t now = (uint64_t) time (NULL);
@@ -172,9 +129,9 @@ main (void)
          && !s_issue (old, s_authority, now - 7200, 3600, false, "old.cert")
          && !s_issue (forger, s_authority, now - 60, 3600, true, "forger.cert")
          && !s_issue (eve, stranger_authority, now - 60, 3600, false, "eve.cert")
-         && !s_write ("revoked", "# nobody yet\n", 0644),
+         && !kd_write (s_dir, "revoked", "# nobody yet\n", 0644),
          "certificates issued (alice, bob, broker2 valid; old expired; forger altered; eve foreign)");
-    s_write ("certs/notes.txt", "not a certificate\n", 0644);
+    kd_write (s_dir, "certs/notes.txt", "not a certificate\n", 0644);
 
     /*  The handler.  */
     sb_zap_t *zap = sb_zap_new (authority_pub, certs, revocations, &err);
@@ -191,7 +148,7 @@ main (void)
     tap_ok (second == NULL && strstr (err2.text, "another handler"),
             "a second handler in the same process is refused (%s)", err2.text);
     sb_zap_destroy (&second);
-    s_path (path, sizeof path, "nonexistent.pub");
+    kd_path (path, sizeof path, s_dir, "nonexistent.pub");
     tap_ok (sb_zap_new (path, certs, NULL, &err2) == NULL && strstr (err2.text, "nonexistent.pub"),
             "a missing authority key is a clear error");
 
@@ -260,16 +217,16 @@ main (void)
     tap_ok (body && zframe_streq (body, "bob before"), "bob gets through before revocation");
     zframe_destroy (&body);
     zsock_destroy (&bob_dealer);
-    tap_ok (s_write ("revoked", "bob\n", 0644) == 0 && sb_zap_reload (zap, &err) == 0,
+    tap_ok (kd_write (s_dir, "revoked", "bob\n", 0644) == 0 && sb_zap_reload (zap, &err) == 0,
             "revocation list reloaded");
     s_check_refused (zap, bob, endpoint, SB_CERT_REVOKED, "revoked member after reload");
     tap_ok (sb_zap_lookup_name (zap, "bob", cert, &err) == -1, "bob's certificate no longer looks up");
 
     /*  A bad reload keeps the previous state.  */
-    s_write ("revoked", "bob\nnot a valid entry!\n", 0644);
+    kd_write (s_dir, "revoked", "bob\nnot a valid entry!\n", 0644);
     tap_ok (sb_zap_reload (zap, &err) == -1 && strstr (err.text, "revoked"),
             "a revocation list with a bad line is refused (%s)", err.text);
-    s_write ("revoked", "bob\n", 0666);
+    kd_write (s_dir, "revoked", "bob\n", 0666);
     tap_ok (sb_zap_reload (zap, &err) == -1, "a world-writable revocation list is refused");
     tap_ok (sb_zap_lookup_key (zap, sb_keys_curve_public (alice), cert, &err) == 0
             && sb_zap_lookup_key (zap, sb_keys_curve_public (bob), cert, &err) == -1,
@@ -296,7 +253,7 @@ main (void)
     user = body ? zframe_meta (body, "User-Id") : NULL;
     tap_is_str (user, "carol", "carol gets through with her name");
     zframe_destroy (&body);
-    s_write ("revoked", "# empty\n", 0644);
+    kd_write (s_dir, "revoked", "# empty\n", 0644);
     tap_ok (sb_zap_reload (zap, &err) == 0 && sb_zap_lookup_name (zap, "carol", cert, &err) == 0
             && sb_zap_lookup_name (zap, "bob", cert, &err) == 0,
             "a reload keeps run-time certificates and un-revokes bob");
@@ -326,9 +283,6 @@ main (void)
     sb_keys_destroy (&s_broker);
     sb_keys_destroy (&s_authority);
     sb_keys_destroy (&stranger_authority);
-    char command [600];
-    snprintf (command, sizeof command, "rm -rf '%s'", s_dir);
-    if (system (command) != 0)
-        tap_diag ("could not remove %s", s_dir);
+    kd_remove (s_dir);
     return tap_done ();
 }

@@ -10,46 +10,32 @@
     the identity talks to a CURVE server that expects it, and not to one
     with another key.  */
 #include "identity.h"
-#include "tap.h"
+#include "keys_dir.h"
 
 #include <czmq.h>
 #include <sodium.h>
-#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
 static char s_dir [256];
 
-static void
-s_path (char *out, size_t size, const char *name)
-{
-    snprintf (out, size, "%s/%s", s_dir, name);
-}
-
-/*  Writes FILE.key (and .pub) for `keys` under `file`, and a certificate
-    for `cert_keys` signed by `authority` as FILE.cert.  */
+/*  Writes FILE.key, the secret of `keys`, and FILE.cert, a certificate
+    for `cert_keys` (offer echo) signed by `authority`.  */
 static int
 s_member_files (const char *file, const sb_keys_t *keys, const sb_keys_t *cert_keys,
                 const sb_keys_t *authority, uint64_t issued_at, uint64_t lifetime)
 {
     char path [512], name [128];
     sb_error_t err = { 0 };
-    int rc = 0;
     snprintf (name, sizeof name, "%s.key", file);
-    s_path (path, sizeof path, name);
-    rc |= sb_keys_save_secret (keys, path, &err);
-    sb_cert_t *cert = (sb_cert_t *) calloc (1, sizeof (sb_cert_t));
-    if (!cert || sb_cert_init (cert, cert_keys, issued_at, lifetime, &err)
-    ||  sb_cert_add_offer (cert, "echo", &err) || sb_cert_sign (cert, authority, &err))
-        rc = -1;
+    kd_path (path, sizeof path, s_dir, name);
+    if (sb_keys_save_secret (keys, path, &err)) {
+        tap_diag ("key file for %s: %s", file, err.text);
+        return -1;
+    }
     snprintf (name, sizeof name, "%s.cert", file);
-    s_path (path, sizeof path, name);
-    if (!rc)
-        rc = sb_cert_save (cert, path, &err);
-    if (rc)
-        tap_diag ("files for %s: %s", file, err.text);
-    free (cert);
-    return rc;
+    return kd_issue (s_dir, name, &(kd_cert_t) { .keys = cert_keys, .authority = authority,
+        .issued_at = issued_at, .lifetime = lifetime, .offer = "echo" });
 }
 
 static void
@@ -68,8 +54,7 @@ main (void)
     zsys_set_logstream (NULL);
     if (sodium_init () < 0)
         tap_skip_all ("libsodium cannot start");
-    snprintf (s_dir, sizeof s_dir, "/tmp/sb-identity-test.XXXXXX");
-    if (!mkdtemp (s_dir))
+    if (kd_make (s_dir, sizeof s_dir, "identity-test"))
         tap_skip_all ("cannot create a temporary directory");
     sb_error_t err = { 0 };
     char path [512];
@@ -88,7 +73,7 @@ main (void)
     if (!authority || !other_authority || !alice || !old || !eve || !mixed || !mixed2 || !loose
     ||  !bob || !broker)
         tap_skip_all ("cannot make keys");
-    s_path (path, sizeof path, "authority.pub");
+    kd_path (path, sizeof path, s_dir, "authority.pub");
     tap_ok (!sb_keys_save_public (authority, path, &err)
          && !s_member_files ("alice", alice, alice, authority, now - 60, 86400)
          && !s_member_files ("old", old, old, authority, now - 7200, 3600)
@@ -97,7 +82,7 @@ main (void)
          && !s_member_files ("loose", loose, loose, authority, now - 60, 86400)
          && !s_member_files ("swapped", bob, bob, authority, now - 60, 86400),
          "keys directory laid out");
-    s_path (path, sizeof path, "loose.key");
+    kd_path (path, sizeof path, s_dir, "loose.key");
     chmod (path, 0640);
 
     /*  A good identity.  */
@@ -231,9 +216,6 @@ main (void)
     sb_keys_destroy (&loose);
     sb_keys_destroy (&bob);
     sb_keys_destroy (&broker);
-    char command [600];
-    snprintf (command, sizeof command, "rm -rf '%s'", s_dir);
-    if (system (command) != 0)
-        tap_diag ("could not remove %s", s_dir);
+    kd_remove (s_dir);
     return tap_done ();
 }
