@@ -4,10 +4,9 @@
     port and cluster name so that concurrent test runs do not hear each
     other.  Waits poll for the expected condition with generous deadlines.
 */
-#include "beacon.h"
+#include "beacons.h"
 #include "cert.h"
 #include "keys.h"
-#include "tap.h"
 
 #include <arpa/inet.h>
 #include <netinet/in.h>
@@ -35,20 +34,6 @@ s_now (void)
     struct timespec ts;
     clock_gettime (CLOCK_MONOTONIC, &ts);
     return (int64_t) ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
-/*  A UDP port nobody uses right now on loopback.  */
-static int
-s_free_port (void)
-{
-    int fd = socket (AF_INET, SOCK_DGRAM, 0);
-    struct sockaddr_in sin = { .sin_family = AF_INET, .sin_addr = { htonl (INADDR_LOOPBACK) } };
-    socklen_t size = sizeof sin;
-    if (fd < 0 || bind (fd, (struct sockaddr *) &sin, sizeof sin)
-    ||  getsockname (fd, (struct sockaddr *) &sin, &size))
-        return -1;
-    close (fd);
-    return ntohs (sin.sin_port);
 }
 
 static void
@@ -112,19 +97,6 @@ s_last (const node_t *node, sb_beacon_event_type_t type, const uint8_t *id)
         &&  (!id || memcmp (node->log [i].broker_id, id, SB_BEACON_ID_SIZE) == 0))
             return &node->log [i];
     return NULL;
-}
-
-static sb_beacon_t *
-s_beacon (int port, const char *cluster, const char *endpoint, int interval_ms)
-{
-    sb_beacon_config_t config = {
-        .cluster = cluster, .port = port, .interval_ms = interval_ms, .endpoint = endpoint
-    };
-    sb_error_t err;
-    sb_beacon_t *beacon = sb_beacon_new (&config, &err);
-    if (!beacon)
-        tap_diag ("sb_beacon_new: %s", err.text);
-    return beacon;
 }
 
 /*  Conditions for s_pump.  */
@@ -327,12 +299,12 @@ s_test_config (void)
 static void
 s_test_discovery (void)
 {
-    int port = s_free_port ();
+    int port = bt_free_port ();
     node_t a = { .name = "a" }, b = { .name = "b" }, c = { .name = "c" };
     node_t listener = { .name = "listener" };
-    a.beacon = s_beacon (port, s_cluster, "tcp://127.0.0.1:7601", 100);
-    b.beacon = s_beacon (port, s_cluster, "tcp://127.0.0.1:7602", 100);
-    listener.beacon = s_beacon (port, s_cluster, NULL, 100);
+    a.beacon = bt_beacon (port, s_cluster, "tcp://127.0.0.1:7601", 100);
+    b.beacon = bt_beacon (port, s_cluster, "tcp://127.0.0.1:7602", 100);
+    listener.beacon = bt_beacon (port, s_cluster, NULL, 100);
     if (!tap_ok (a.beacon && b.beacon && listener.beacon,
                  "three beacons share UDP port %d", port))
         exit (1);
@@ -371,7 +343,7 @@ s_test_discovery (void)
     tap_is_int (sb_beacon_tick (b.beacon, s_now () + 10000), 0, "b sends nothing after leaving");
 
     /*  Silence: c appears, then vanishes without a word.  */
-    c.beacon = s_beacon (port, s_cluster, "tcp://127.0.0.1:7603", 100);
+    c.beacon = bt_beacon (port, s_cluster, "tcp://127.0.0.1:7603", 100);
     const uint8_t *id_c = sb_beacon_id (c.beacon);
     node_t *with_c [] = { &a, &listener, &c };
     w = (want_t) { &listener, SB_BEACON_APPEARED, id_c, 1, NULL, NULL };
@@ -391,7 +363,7 @@ s_test_discovery (void)
 
     /*  Another cluster on the same port.  */
     node_t foreign = { .name = "foreign" };
-    foreign.beacon = s_beacon (port, "another-cluster", "tcp://127.0.0.1:7604", 100);
+    foreign.beacon = bt_beacon (port, "another-cluster", "tcp://127.0.0.1:7604", 100);
     node_t *with_foreign [] = { &a, &listener, &foreign };
     want_ignored_t wi = { &listener, SB_BEACON_FOREIGN, 3 };
     tap_ok (s_pump (with_foreign, 3, WAIT_MS, s_want_ignored, &wi),
@@ -408,7 +380,7 @@ s_test_discovery (void)
 static void
 s_test_signed (void)
 {
-    int port = s_free_port ();
+    int port = bt_free_port ();
     int calls = 0;
     uint8_t good_pk [32], good_sk [64], good_cert [64];
     uint8_t bad_pk [32], bad_sk [64], bad_cert [64];
@@ -435,7 +407,7 @@ s_test_signed (void)
     config.signing_secret_key = bad_sk;
     config.cert = bad_cert;
     bad.beacon = sb_beacon_new (&config, &err);
-    plain.beacon = s_beacon (port, s_cluster, "tcp://127.0.0.1:7613", 100);
+    plain.beacon = bt_beacon (port, s_cluster, "tcp://127.0.0.1:7613", 100);
     config.endpoint = NULL;
     config.signing_secret_key = NULL;
     config.cert = NULL;
@@ -558,9 +530,9 @@ s_test_real_certs (void)
 static void
 s_test_bad_input (void)
 {
-    int port = s_free_port ();
+    int port = bt_free_port ();
     node_t listener = { .name = "listener" };
-    listener.beacon = s_beacon (port, s_cluster, NULL, 100);
+    listener.beacon = bt_beacon (port, s_cluster, NULL, 100);
     node_t *all [] = { &listener };
     sb_beacon_packet_t packet;
     uint8_t buffer [SB_BEACON_PACKET_MAX], big [4096];

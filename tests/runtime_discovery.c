@@ -10,10 +10,10 @@
     read from the `broker` name sys.stats answers with, and per broker
     from its own sys.stats counters.
 */
+#include "beacons.h"
 #include "broker.h"
 #include "discovery.h"
 #include "instance.h"
-#include "tap.h"
 
 #include <arpa/inet.h>
 #include <czmq.h>
@@ -27,20 +27,6 @@
 
 static char s_cluster [64];
 static int s_port;
-
-/*  A UDP port nobody uses right now on loopback.  */
-static int
-s_free_port (void)
-{
-    int fd = socket (AF_INET, SOCK_DGRAM, 0);
-    struct sockaddr_in sin = { .sin_family = AF_INET, .sin_addr = { htonl (INADDR_LOOPBACK) } };
-    socklen_t size = sizeof sin;
-    if (fd < 0 || bind (fd, (struct sockaddr *) &sin, sizeof sin)
-    ||  getsockname (fd, (struct sockaddr *) &sin, &size))
-        return -1;
-    close (fd);
-    return ntohs (sin.sin_port);
-}
 
 /*  --------------------------------------------------------------------
     Announcers: one thread each, sending a broker's beacon.  */
@@ -67,13 +53,9 @@ s_announce (void *arg)
 static announcer_t *
 s_announcer_new (const char *cluster, const char *endpoint)
 {
-    sb_beacon_config_t config = { .cluster = cluster, .mode = "lo", .port = s_port,
-                                  .interval_ms = INTERVAL_MS, .endpoint = endpoint };
-    sb_error_t err = { 0 };
     announcer_t *self = calloc (1, sizeof *self);
-    self->beacon = sb_beacon_new (&config, &err);
+    self->beacon = bt_beacon (s_port, cluster, endpoint, INTERVAL_MS);
     if (!self->beacon) {
-        tap_diag ("announcer: %s", err.text);
         free (self);
         return NULL;
     }
@@ -448,7 +430,7 @@ main (void)
     zsys_init ();
     zsys_set_logstream (stderr);
     snprintf (s_cluster, sizeof s_cluster, "discovery-test-%d", (int) getpid ());
-    s_port = s_free_port ();
+    s_port = bt_free_port ();
     tap_ok (s_port > 0, "a free UDP port");
     s_test_config ();
     s_test_two_brokers ();
