@@ -1,9 +1,13 @@
 #!/bin/bash
-# cluster_lo.t — real `sb run` and `sb call` processes in a cluster on this
-# machine, finding two brokers by loopback beacons.  The brokers run with
-# --beacon off; tests/cluster/announce sends their beacons (on a free UDP
-# port, with a cluster name of this test) so that the peer side is tested
-# end to end whether or not `sb broker` announces itself.
+# peer_discovery_lo.t — the peer side of discovery: real `sb run` and
+# `sb call` processes find the two brokers of a cluster on this machine by
+# loopback beacons alone (no --connect), ignore a foreign cluster's broker,
+# drop a broker that leaves, and give up after a bounded wait when the
+# cluster is empty.  The brokers run with --beacon off; tests/cluster/announce
+# sends their beacons (on a free UDP port, with a cluster name of this test)
+# so that the peer side is tested end to end whether or not `sb broker`
+# announces itself.  The brokers' side (a real two-broker cluster, failover,
+# events) is tests/integration/cluster_lo.t.
 . "${SB_TOP_SRCDIR:-$(dirname "$0")/../..}/tests/integration/lib.sh"
 
 ANNOUNCE="${SB_TOP_BUILDDIR:-.}/tests/cluster/announce"
