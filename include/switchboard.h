@@ -269,7 +269,8 @@ SB_EXPORT int sb_client_call (sb_client_t *self, const char *service, const char
 
 /*  Asynchronous call: callback runs from sb_client_dispatch() or a later
     blocking call, on the caller's thread.  Always answered exactly once,
-    with a timeout error at the latest.  */
+    with a timeout error at the latest, or with SB_E_UNAVAILABLE from
+    sb_client_destroy() when the client goes away first.  */
 SB_EXPORT int sb_client_call_async (sb_client_t *self, const char *service, const char *method,
                                     const void *body, size_t size, int timeout_ms,
                                     sb_reply_fn *callback, void *arg, sb_error_t *err);

@@ -95,6 +95,10 @@ sb_client_destroy (sb_client_t **self_p)
 {
     if (!self_p || !*self_p)
         return;
+    /*  Async calls are answered exactly once, this way too.  */
+    sb_error_t gone;
+    sb_error_set (&gone, SB_E_UNAVAILABLE, "the client was destroyed with the call in flight");
+    sb_peer_fail_all ((*self_p)->peer, &gone);
     sb_discovery_destroy (&(*self_p)->discovery);
     sb_peer_destroy (&(*self_p)->peer);
     sb_identity_destroy (&(*self_p)->identity);

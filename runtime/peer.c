@@ -717,6 +717,32 @@ sb_peer_cancel (sb_peer_t *self, uint64_t id)
 }
 
 /*  Calls the call's callback once and frees it.  */
+static void s_deliver (sb_peer_t *self, s_call_t *call, const void *data, size_t size,
+                       const sb_error_t *err);
+
+void
+sb_peer_fail_all (sb_peer_t *self, const sb_error_t *err)
+{
+    /*  Ids first: a callback may make, answer or cancel calls.  */
+    for (int round = 0; round < 4 && zhashx_size (self->calls) > 0; round++) {
+        size_t count = zhashx_size (self->calls), n = 0;
+        uint64_t *ids = malloc (count * sizeof *ids);
+        if (!ids)
+            return;
+        for (s_call_t *call = zhashx_first (self->calls); call && n < count;
+             call = zhashx_next (self->calls))
+            ids [n++] = call->id;
+        for (size_t i = 0; i < n; i++) {
+            s_call_t *call = zhashx_lookup (self->calls, &ids [i]);
+            if (call) {
+                s_unlink_call (self, call);
+                s_deliver (self, call, NULL, 0, err);
+            }
+        }
+        free (ids);
+    }
+}
+
 static void
 s_deliver (sb_peer_t *self, s_call_t *call, const void *data, size_t size, const sb_error_t *err)
 {

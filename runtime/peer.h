@@ -98,6 +98,11 @@ uint64_t sb_peer_retries (const sb_peer_t *self);
 /*  Forgets a call without calling it back (a blocking caller that was
     interrupted).  */
 void sb_peer_cancel (sb_peer_t *self, uint64_t id);
+
+/*  Answers every outstanding call with `err`, each callback once (calls
+    the callbacks make meanwhile are answered too, up to a few rounds).
+    For a client going away: its async callers still hear back.  */
+void sb_peer_fail_all (sb_peer_t *self, const sb_error_t *err);
 size_t sb_peer_pending (const sb_peer_t *self);
 
 /*  PUBLISH on one live link (round robin).  -1 if none is alive or the

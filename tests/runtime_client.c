@@ -273,7 +273,15 @@ s_nobody_tests (void)
     tap_ok (sb_client_call (client, "bad name", "echo", NULL, 0, 100, &reply, &err) == -1
          && err.code == SB_E_BAD_REQUEST, "a bad service name is refused locally");
     tap_ok (sb_client_publish (client, "news.x", NULL, 0) == -1, "publish with no live broker fails");
+    /*  Destroying the client answers what is still in flight.  */
+    answer_t late1 = { 0 }, late2 = { 0 };
+    tap_ok (sb_client_call_async (client, "echo2", "echo", NULL, 0, 60000, s_answer, &late1, &err) == 0
+         && sb_client_call_async (client, "echo2", "echo", NULL, 0, 60000, s_answer, &late2, &err) == 0,
+            "two async calls with a minute to go");
     sb_client_destroy (&client);
+    tap_ok (late1.calls == 1 && late1.err.code == SB_E_UNAVAILABLE
+         && late2.calls == 1 && late2.err.code == SB_E_UNAVAILABLE,
+            "destroying the client answers each pending call once, unavailable (%s)", late1.err.text);
 
     options.endpoints = "nonsense://";
     tap_ok (sb_client_new (&options, &err) == NULL, "a bad endpoint is refused (%s)", err.text);
