@@ -22,6 +22,7 @@
 #include "schema.h"
 
 #include <getopt.h>
+#include <inttypes.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
@@ -93,6 +94,32 @@ s_shutdown (run_t *self)
         sb_plugin_destroy (&self->plugins [--self->plugin_count]);
     sb_config_destroy (&self->config);
     sb_schema_set_destroy (&self->schemas);
+}
+
+/*  With keys, what the instances sealed, opened and refused (the
+    refusals were logged as they happened): one line on stderr.  */
+static void
+s_seal_summary (run_t *self)
+{
+    sb_sealer_counters_t total = { 0 };
+    for (int i = 0; i < self->instance_count; i++) {
+        sb_sealer_counters_t one;
+        sb_instance_seal_counters (self->instances [i], &one);
+        total.sealed += one.sealed;
+        total.opened += one.opened;
+        for (int r = 0; r < SB_SEALER_REFUSED_MAX; r++)
+            total.refused [r] += one.refused [r];
+    }
+    const sb_identity_t *identity = NULL;
+    if (sb_cli_identity ("run", &identity) || !identity)
+        return;
+    char refused [512] = "";
+    size_t used = 0;
+    for (int r = 0; r < SB_SEALER_REFUSED_MAX && used < sizeof refused; r++)
+        used += (size_t) snprintf (refused + used, sizeof refused - used, " %s=%" PRIu64,
+                                   sb_sealer_reason_name ((sb_sealer_reason_t) r), total.refused [r]);
+    fprintf (stderr, "sb run: sealing: %" PRIu64 " opened, %" PRIu64 " sealed, refused:%s\n",
+             total.opened, total.sealed, refused);
 }
 
 /*  Appends an endpoint (or a comma-separated list) to `list`.  */
@@ -350,10 +377,20 @@ sb_cmd_run (int argc, char **argv)
     if (status == SB_EXIT_OK) {
         for (int p = 0; p < self->plugin_count; p++)
             printf ("sb run: serving %s x%ld\n", sb_plugin_service (self->plugins [p])->name, instances);
+        const sb_identity_t *identity = NULL;
+        if (sb_cli_identity ("run", &identity) == 0 && identity) {
+            char events [1024];
+            snprintf (events, sizeof events, "%s/%s", sb_identity_dir (identity), SB_SEALER_EVENTS_FILE);
+            printf ("sb run: bodies sealed end to end as member %s; events %s\n",
+                    sb_identity_name (identity),
+                    access (events, F_OK) == 0 ? "sealed for the cluster event key"
+                                               : "in plaintext (no events.key)");
+        }
         fflush (stdout);
         int signo = 0;
         sigwait (&signals, &signo);
         fprintf (stderr, "sb run: %s, stopping\n", signo == SIGINT ? "SIGINT" : "SIGTERM");
+        s_seal_summary (self);
     }
     s_shutdown (self);
     sb_cli_identity_free ();

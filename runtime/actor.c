@@ -122,6 +122,7 @@ struct sb_instance {
     int instance;
     int capacity;
     int start_rc;                   /* written by the actor before it signals */
+    sb_sealer_t *sealer;            /* likewise; lives as long as the actor */
     sb_error_t start_err;
     sb_instance_options_t options;
 };
@@ -883,8 +884,10 @@ s_actor_task (zsock_t *pipe, void *args)
     }
     inst->start_rc = rc;
     inst->start_err = err;
-    if (rc == 0)
+    if (rc == 0) {
         sb_peer_set_worker (self->peer, s_on_welcome, s_on_request, self);
+        inst->sealer = sb_peer__sealer (self->peer);
+    }
     zsock_signal (pipe, 0);
 
     if (rc == 0) {
@@ -946,6 +949,12 @@ sb_instance_start_with (const sb_service_t *service, int instance,
         return NULL;
     }
     return self;
+}
+
+void
+sb_instance_seal_counters (sb_instance_t *self, sb_sealer_counters_t *out)
+{
+    sb_sealer_counters (self ? self->sealer : NULL, out);
 }
 
 void

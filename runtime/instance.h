@@ -14,6 +14,7 @@
 #include "switchboard.h"
 #include "schema.h"
 #include "identity.h"
+#include "sealer.h"
 
 typedef struct sb_instance sb_instance_t;
 
@@ -66,6 +67,11 @@ sb_instance_t *sb_instance_start_with (const sb_service_t *service, int instance
                                        const sb_config_t *config, const char *endpoints,
                                        int capacity, const sb_instance_options_t *options,
                                        sb_error_t *err);
+
+/*  The instance's end-to-end sealing counters (sealer.h): what it sealed,
+    opened and refused, by reason.  All zero without an identity.  May be
+    called from any thread while the instance runs.  */
+void sb_instance_seal_counters (sb_instance_t *self, sb_sealer_counters_t *out);
 
 /*  Says BYE to the brokers, stops the thread after running fini() on it,
     frees everything and NULLs *self_p.  Safe on NULL and twice.  */

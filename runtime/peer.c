@@ -833,16 +833,15 @@ sb_peer__keys_ready (sb_peer_t *self, const char *service)
         if (!call || !call->key_wait)
             continue;
         call->key_wait = false;
-        if (sb_sealer_service_key (self->sealer, service, call->seal_pk) == 1) {
+        sb_code_t code;
+        const char *why;
+        if (sb_sealer_service_result (self->sealer, service, call->seal_pk, &code, &why) == 1) {
             if (zlistx_size (self->waiting) > 0 || s_send_call (self, call, now) != 0)
                 call->waiting = zlistx_add_end (self->waiting, call);
             continue;
         }
-        sb_code_t code;
-        const char *why = sb_sealer_service_error (self->sealer, service, &code);
         sb_error_t err;
-        sb_error_set (&err, code != SB_OK ? code : SB_E_UNAUTHORIZED, "%s",
-                      *why ? why : "no key to seal for");
+        sb_error_set (&err, code, "%s", why);
         s_unlink_call (self, call);
         s_deliver (self, call, NULL, 0, &err);
     }

@@ -13,6 +13,7 @@
 
 #include <czmq.h>
 #include <errno.h>
+#include <inttypes.h>
 #include <sodium.h>
 #include <string.h>
 #include <time.h>
@@ -307,7 +308,7 @@ s_open (sb_sealer_t *self, sb_seal_t *seal, const uint8_t pk [SB_KEY_SIZE],
         sb_sealer_reason_t reason = s_reason (status);
         return s_refuse (self, reason, reason == SB_SEALER_UNKNOWN_KEY ? SB_E_UNAUTHORIZED
                                                                        : SB_E_BAD_REQUEST,
-                         err, "%s refused: %s", what, why.text);
+                         err, "%s refused: %s: %s", what, s_reason_names [reason], why.text);
     }
     if (inner < 1 || buffer [0] != context_size || inner < 1 + context_size
     ||  memcmp (buffer + 1, context, context_size) != 0)
@@ -505,13 +506,19 @@ sb_sealer_service_key (sb_sealer_t *self, const char *service, uint8_t pk [SB_KE
     return 0;
 }
 
-const char *
-sb_sealer_service_error (sb_sealer_t *self, const char *service, sb_code_t *code)
+int
+sb_sealer_service_result (sb_sealer_t *self, const char *service, uint8_t pk [SB_KEY_SIZE],
+                          sb_code_t *code, const char **why)
 {
     s_service_t *entry = zhashx_lookup (self->services, service);
+    if (entry && entry->state == S_KNOWN) {
+        memcpy (pk, entry->pk, SB_KEY_SIZE);
+        return 1;
+    }
     bool failed = entry && entry->state == S_FAILED;
-    *code = failed ? entry->code : SB_OK;
-    return failed ? entry->error : "";
+    *code = failed ? entry->code : SB_E_UNAUTHORIZED;
+    *why = failed ? entry->error : "no key to seal for";
+    return 0;
 }
 
 /*  --------------------------------------------------------------------

@@ -90,9 +90,11 @@ bool sb_sealer_has_events (const sb_sealer_t *self);
     0 when not yet: a lookup is in flight (started here if needed) and
     the peer hears of its outcome through sb_peer__keys_ready.  */
 int sb_sealer_service_key (sb_sealer_t *self, const char *service, uint8_t pk [SB_KEY_SIZE]);
-/*  After sb_peer__keys_ready: why the service has no key and the code
-    to answer its calls with ("" and SB_OK if it has one).  */
-const char *sb_sealer_service_error (sb_sealer_t *self, const char *service, sb_code_t *code);
+/*  In sb_peer__keys_ready, without starting a lookup: 1 with pk filled
+    when the key is known, else 0 with the code and text to answer the
+    waiting calls with.  */
+int sb_sealer_service_result (sb_sealer_t *self, const char *service, uint8_t pk [SB_KEY_SIZE],
+                              sb_code_t *code, const char **why);
 
 /*  Seals `context || plain` for pk into *out (initialised here).  nonce
     (may be NULL) gets the nonce used.  0, or -1 with err.  */

@@ -5,7 +5,10 @@
 # echo gets answers; one without the right is answered `forbidden`; a
 # client without keys never gets in (refused at the handshake, counted by
 # the broker); a member revoked and the broker sent SIGHUP is refused on
-# its next connection; an expired certificate is refused.
+# its next connection; an expired certificate is refused.  Bodies are sealed
+# end to end (docs/security.md 5): sb run says so, calls through it are
+# sealed and opened (its exit summary counts them), events between members
+# holding the cluster event key are sealed too.
 . "$(dirname "$0")/lib.sh"
 
 K="$SB_TMP/keys"
@@ -35,7 +38,7 @@ call () {
 # -- keys: an authority, the broker, the echo host and three callers ------
 
 quiet keygen authority "$K"
-for m in broker echo alice nobody mallory; do
+for m in broker echo alice nobody mallory events; do
     quiet keygen member "$m" "$K"
 done
 sign () {
@@ -84,7 +87,8 @@ print(value)
 
 "$SB" run --keys "$K" --member echo --connect "$SECURE" "$SB_PLUGINS/echo.so" \
     > "$SB_TMP/echo.out" 2> "$SB_TMP/echo.err" &
-sb_track $!
+ECHO_PID=$!
+sb_track $ECHO_PID
 wait_for_line "$SB_TMP/echo.out" '^sb run: serving echo' 30 || {
     sed 's/^/#   /' "$SB_TMP/echo.err"
     bail "the echo member did not start"
@@ -104,6 +108,27 @@ is "$OUT" '{"text":"terces"}' "and the right one"
 call nobody "$SECURE" echo.reverse '{"text":"x"}'
 is "$RC" 1 "a member without the right to call echo: exit 1"
 like "$ERR" 'forbidden' "and it is told 'forbidden'"
+
+# -- sealed end to end -----------------------------------------------------
+
+like "$(cat "$SB_TMP/echo.out")" 'bodies sealed end to end as member echo; events sealed' \
+    "sb run says it seals bodies end to end, events for the cluster event key"
+call alice "$SECURE" echo.echo '{"note":"sealed-canary-31"}'
+is "$OUT" '{"note":"sealed-canary-31"}' "sb call -> broker -> sb run: a sealed request and reply"
+
+"$SB" sub --keys "$K" --member alice --connect "$SECURE" --count 1 --timeout 10000 news \
+    > "$SB_TMP/sub.out" 2> "$SB_TMP/sub.err" &
+SUB_PID=$!
+sb_track $SUB_PID
+wait_for_line "$SB_TMP/sub.err" 'subscribed to news' 10
+for i in $(seq 1 20); do
+    "$SB" pub --keys "$K" --member alice --connect "$SECURE" news.flash '{"n":1}' 2>/dev/null
+    kill -0 $SUB_PID 2>/dev/null || break
+    sleep 0.3
+done
+wait $SUB_PID
+is "$?" 0 "a sealed event from sb pub reaches sb sub (both hold the event key)"
+like "$(cat "$SB_TMP/sub.out")" '"body":\{"n":1\}' "and is shown opened"
 
 # -- no keys: refused at the handshake ------------------------------------
 
@@ -187,5 +212,13 @@ for i in $(seq 1 25); do
     sleep 0.2
 done
 ok $((! (AFTER > BEFORE))) "counted as expired in sys.stats ($BEFORE -> $AFTER)"
+
+# -- the echo host's sealing summary -----------------------------------------
+
+kill -TERM $ECHO_PID
+wait $ECHO_PID
+SUMMARY=$(grep '^sb run: sealing:' "$SB_TMP/echo.err")
+like "$SUMMARY" 'sealing: [1-9][0-9]* opened, [1-9][0-9]* sealed' \
+    "on exit sb run counts the requests it opened and the replies it sealed ($SUMMARY)"
 
 done_testing
