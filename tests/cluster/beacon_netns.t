@@ -17,19 +17,30 @@ ok () {
 
 now_ms () { echo $(( $(date +%s%N) / 1000000 )); }
 
-cleanup () { netns_down; rm -rf "$TMP"; }
+# At exit: the namespaces and scratch files go; a sanitizer report not
+# counted by san_check (the test stopped early) fails the test.
+cleanup () {
+    local rc=$?
+    netns_down
+    if ! san_finish "$TMP" && { [ $rc -eq 0 ] || [ $rc -eq 77 ]; }; then
+        rc=1
+    fi
+    rm -rf "$TMP"
+    exit $rc
+}
+trap cleanup EXIT
 
 if [ ! -x "$PROBE" ]; then
     echo "1..0 # SKIP $PROBE not built"
     exit 77
 fi
-if ! netns_up; then
+netns_up
+up=$?
+trap cleanup EXIT       # netns_up set netns_down alone; cleanup calls it
+if [ $up != 0 ]; then
     echo "1..0 # SKIP $NETNS_WHY"
-    netns_down
     exit 77
 fi
-trap cleanup EXIT
-echo "1..9"
 
 # Broadcast on sb0: h1 and h2 announce, h3 only listens.
 netns_exec 1 "$PROBE" sb0 $PORT tcp://10.77.0.1:7600 3000 200 > "$TMP/h1" 2>&1 &
@@ -86,4 +97,7 @@ wait
 ok $? "a broker of another cluster never appears"
 grep -q "ignored foreign_cluster from 10.77.0.2" "$TMP/h3"
 ok $? "its beacons are counted as foreign_cluster"
+# Every probe has ended (wait above): their sanitizer reports are complete.
+san_check "$TMP"
+echo "1..$n"
 exit $failed

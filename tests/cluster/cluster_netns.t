@@ -16,8 +16,8 @@
 . "${SB_TOP_SRCDIR:-$(dirname "$0")/../..}/tests/cluster/netns.sh"
 
 if ! netns_up; then
+    trap sb_cleanup EXIT        # netns_up may have set netns_down alone
     netns_down
-    rm -rf "$SB_TMP"
     echo "1..0 # SKIP $NETNS_WHY"
     exit 77
 fi

@@ -19,6 +19,14 @@
 # Run directly: `netns.sh check` exits 0 if namespaces can be used here,
 # 77 with the reason otherwise; `netns.sh demo` sets up, shows the
 # addresses, and tears down.
+#
+# Sourced, it also sends the sanitizer reports of whatever the test runs in
+# the hosts to a kept directory (tests/integration/sanitizers.sh): the test
+# calls san_check before its plan and san_finish at exit.
+
+if [ "${BASH_SOURCE[0]}" != "$0" ]; then
+    . "$(dirname "${BASH_SOURCE[0]}")/../integration/sanitizers.sh"
+fi
 
 NETNS_PREFIX="sbt$$"
 NETNS_SWITCH="$NETNS_PREFIX-sw"

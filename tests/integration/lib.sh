@@ -7,7 +7,9 @@
 # freed by a killed broker is not handed straight to the next one) and report the
 # port the kernel chose, so tests never collide on a port.  Every wait is
 # bounded.  $SB (the sb binary) and $SB_PLUGINS (the built plugins) come
-# from the environment make check sets (Makefile.am).
+# from the environment make check sets (Makefile.am).  Sanitizer reports of
+# the children go to a kept directory (sanitizers.sh): done_testing stops
+# the children and fails the test for each report.
 
 set -u
 
@@ -30,6 +32,8 @@ if [ -n "${SB_TOP_SRCDIR:-}" ] && [ -d "$SB_TOP_SRCDIR/schemas" ]; then
     export SB_SCHEMAS="$SB_TOP_SRCDIR/schemas"
 fi
 
+. "$(dirname "${BASH_SOURCE[0]}")/sanitizers.sh"
+
 SB_TMP=$(mktemp -d "${TMPDIR:-/tmp}/sb-it.XXXXXX")
 SB_PIDS=""
 T_COUNT=0
@@ -37,22 +41,32 @@ T_FAILED=0
 
 # -- cleanup -------------------------------------------------------------
 
-sb_cleanup () {
-    local rc=$?
-    local pid
+# Stops every recorded process: SIGTERM, 5 s to stop cleanly (a sanitizer
+# build reports leaks at a clean exit), then SIGKILL for what is left.
+sb_stop_all () {
+    local pid tries=0
     for pid in $SB_PIDS; do
         kill -TERM "$pid" 2>/dev/null
     done
-    # Give them 5 s to stop cleanly, then kill what is left.
-    local tries=0
     for pid in $SB_PIDS; do
         while kill -0 "$pid" 2>/dev/null && [ $tries -lt 50 ]; do
             sleep 0.1
             tries=$((tries + 1))
         done
         kill -KILL "$pid" 2>/dev/null
+        wait "$pid" 2>/dev/null
     done
+    SB_PIDS=""
+}
+
+sb_cleanup () {
+    local rc=$?
+    sb_stop_all
     wait 2>/dev/null
+    # A report done_testing did not count (the test stopped early) fails it.
+    if ! san_finish "$SB_TMP" && { [ $rc -eq 0 ] || [ $rc -eq 77 ]; }; then
+        rc=1
+    fi
     rm -rf "$SB_TMP"
     exit $rc
 }
@@ -108,8 +122,12 @@ diag () {
     echo "# $*"
 }
 
-# Ends the test: prints the plan; the exit status says whether all passed.
+# Ends the test: stops the processes it started, counts their sanitizer
+# reports as failures, prints the plan; the exit status says whether all
+# passed.
 done_testing () {
+    sb_stop_all
+    san_check "$SB_TMP"
     echo "1..$T_COUNT"
     [ $T_FAILED -eq 0 ] && exit 0
     exit 1
@@ -173,6 +191,40 @@ start_run () {
         sed 's/^/#   /' "$SB_TMP/$name.err"
         bail "no service host"
     fi
+}
+
+# sb_call ARGS...: `sb call --connect $BROKER ARGS...`; sets OUT (stdout),
+# ERR (stderr) and RC (exit status).
+sb_call () {
+    OUT=$("$SB" call --connect "$BROKER" "$@" 2> "$SB_TMP/call.err")
+    RC=$?
+    ERR=$(cat "$SB_TMP/call.err")
+}
+
+# sb_run_refused EXIT PATTERN DESCRIPTION ARGS...: `sb run --connect
+# $BROKER ARGS...` must exit with EXIT at once (within 20 s), printing
+# nothing on stdout and exactly one line on stderr, matching PATTERN.
+sb_run_refused () {
+    local want=$1 pattern=$2 what=$3
+    shift 3
+    "$SB" run --connect "$BROKER" "$@" > "$SB_TMP/refused.out" 2> "$SB_TMP/refused.err" &
+    local pid=$!
+    local tries=200
+    while kill -0 $pid 2>/dev/null && [ $tries -gt 0 ]; do
+        sleep 0.1
+        tries=$((tries - 1))
+    done
+    if kill -0 $pid 2>/dev/null; then
+        kill -KILL $pid
+        ok 1 "$what: sb run refuses to start (it kept running)"
+        return
+    fi
+    wait $pid
+    local rc=$? err
+    err=$(cat "$SB_TMP/refused.err")
+    [ $rc -eq $want ] && [ "$(printf '%s\n' "$err" | wc -l)" -eq 1 ] \
+        && printf '%s' "$err" | grep -Eq -- "$pattern" && [ ! -s "$SB_TMP/refused.out" ]
+    ok $? "$what: exit $want, one line: $err"
 }
 
 # instances SERVICE: how many instances the broker lists for the service.

@@ -1,17 +1,23 @@
 # rest_lib.sh — helpers for the REST bridge integration tests (rest_*.t):
 # TAP output, a real broker, echo and bridge on free loopback ports, curl
-# wrappers.  Sourced, not run.  Everything started is killed on exit.
+# wrappers.  Sourced, not run.  Everything started is killed on exit;
+# sanitizer reports of the children are kept and fail the test
+# (sanitizers.sh).
 
 SB=${SB:-$SB_TOP_BUILDDIR/sb}
 SB_PLUGINS=${SB_PLUGINS:-$SB_TOP_BUILDDIR/services/.libs}
 SB_TOP_SRCDIR=${SB_TOP_SRCDIR:-$(cd "$(dirname "$0")/../.." && pwd)}
+
+. "$(dirname "${BASH_SOURCE[0]}")/sanitizers.sh"
 
 T_DIR=$(mktemp -d "${TMPDIR:-/tmp}/sb-rest.XXXXXX")
 T_PIDS=""
 T_COUNT=0
 T_FAILED=0
 
-t_cleanup () {
+# Stops everything started: SIGTERM, 5 s each to stop cleanly (a sanitizer
+# build reports leaks at a clean exit), then SIGKILL.
+t_stop_all () {
     for pid in $T_PIDS; do
         kill "$pid" 2>/dev/null
     done
@@ -21,8 +27,20 @@ t_cleanup () {
             sleep 0.1
         done
         kill -9 "$pid" 2>/dev/null
+        wait "$pid" 2>/dev/null
     done
+    T_PIDS=""
+}
+
+t_cleanup () {
+    local rc=$?
+    t_stop_all
+    # A report done_testing did not count (the test stopped early) fails it.
+    if ! san_finish "$T_DIR" && { [ $rc -eq 0 ] || [ $rc -eq 77 ]; }; then
+        rc=1
+    fi
     rm -rf "$T_DIR"
+    exit $rc
 }
 trap t_cleanup EXIT
 
@@ -50,7 +68,11 @@ skip () {   # skip DESCRIPTION REASON
     echo "ok $T_COUNT - $1 # SKIP $2"
 }
 
+# Ends the test: stops what it started, counts the children's sanitizer
+# reports as failures, prints the plan.
 done_testing () {
+    t_stop_all
+    san_check "$T_DIR"
     echo "1..$T_COUNT"
     [ "$T_FAILED" -eq 0 ]
 }
