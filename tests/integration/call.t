@@ -9,31 +9,25 @@ start_run host --instances 2 echo hello
 wait_instances echo 2 || bail "echo never registered"
 wait_instances hello 2 || bail "hello never registered"
 
-call () {
-    OUT=$("$SB" call --connect "$BROKER" "$@" 2> "$SB_TMP/call.err")
-    RC=$?
-    ERR=$(cat "$SB_TMP/call.err")
-}
-
-call echo.echo '{"a": [1, 2.5, "x", null, true], "b": {"c": -7}}'
+sb_call echo.echo '{"a": [1, 2.5, "x", null, true], "b": {"c": -7}}'
 is "$RC" 0 "echo.echo exits 0"
 is "$OUT" '{"a":[1,2.5,"x",null,true],"b":{"c":-7}}' "echo.echo returns the body as JSON"
-call echo.echo
+sb_call echo.echo
 is "$OUT" "null" "no body sends null"
 OUT=$(printf '[1, 2, 3]' | "$SB" call --connect "$BROKER" echo.echo -)
 is "$OUT" "[1,2,3]" "'-' reads the body from stdin"
-call echo.reverse '{"text": "héllo, wörld ✓"}'
+sb_call echo.reverse '{"text": "héllo, wörld ✓"}'
 is "$OUT" '{"text":"✓ dlröw ,olléh"}' "echo.reverse reverses by code point"
-call echo.stats '{"values": [4, 1, 2.5, -3]}'
+sb_call echo.stats '{"values": [4, 1, 2.5, -3]}'
 is "$RC" 0 "echo.stats exits 0"
 is "$(json_get "$OUT" count)" 4 "stats count"
 is "$(json_get "$OUT" sum)" 4.5 "stats sum"
 is "$(json_get "$OUT" min)" -3.0 "stats min"
 is "$(json_get "$OUT" max)" 4.0 "stats max"
 is "$(json_get "$OUT" mean)" 1.125 "stats mean"
-call echo.stats '{"values": []}'
+sb_call echo.stats '{"values": []}'
 is "$OUT" '{"count":0,"sum":0.0,"min":null,"max":null,"mean":null}' "stats of nothing"
-call hello.hello
+sb_call hello.hello
 is "$OUT" '"hello, world"' "the README's hello plugin answers"
 README_CODE=$(sed -n '/^```c$/,/^```$/p' "$SB_TOP_SRCDIR/README.md" | sed -n '2,/^```$/p' | sed '$d')
 is "$README_CODE" "$(tail -n +3 "$SB_TOP_SRCDIR/services/hello/hello.c")" "README.md shows services/hello/hello.c verbatim"
@@ -41,39 +35,39 @@ DOC_CODE=$(sed -n '/^```c$/,/^```$/p' "$SB_TOP_SRCDIR/docs/writing-services.md" 
 is "$DOC_CODE" "$README_CODE" "docs/writing-services.md shows it too"
 
 # Errors: exit 1 and one line 'sb call: CODE: TEXT'.
-call echo.fail '{"code": "not_found", "message": "no such order"}'
+sb_call echo.fail '{"code": "not_found", "message": "no such order"}'
 is "$RC" 1 "a service error exits 1"
 is "$ERR" "sb call: not_found: no such order" "with one line: code and the service's text"
 is "$OUT" "" "and nothing on stdout"
-call echo.fail '{"code": "unavailable"}'
+sb_call echo.fail '{"code": "unavailable"}'
 like "$ERR" '^sb call: unavailable: ' "error codes pass through (unavailable)"
-call echo.reverse '{"text": 42}'
+sb_call echo.reverse '{"text": 42}'
 is "$RC" 1 "bad request exits 1"
 like "$ERR" '^sb call: bad_request: ' "bad_request from the handler"
-call echo.nosuchmethod '{}'
+sb_call echo.nosuchmethod '{}'
 is "$RC" 1 "unknown method exits 1"
 like "$ERR" '^sb call: bad_request: ' "unknown method is bad_request"
-call nosuchservice.x '{}'
+sb_call nosuchservice.x '{}'
 is "$RC" 1 "unknown service exits 1"
 like "$ERR" '^sb call: not_found: ' "unknown service is not_found"
 is "$(printf '%s\n' "$ERR" | wc -l)" 1 "errors are one line"
 
 # Usage errors exit 2.
-call echo.echo '{"a": '
+sb_call echo.echo '{"a": '
 is "$RC" 2 "invalid JSON exits 2"
 like "$ERR" '^sb call: invalid JSON' "and says so"
-call echo '{}'
+sb_call echo '{}'
 is "$RC" 2 "a target without a method exits 2"
-call --timeout abc echo.echo
+sb_call --timeout abc echo.echo
 is "$RC" 2 "a bad --timeout exits 2"
-call "bad name.x"
+sb_call "bad name.x"
 is "$RC" 2 "a bad service name exits 2"
 "$SB" call > /dev/null 2>&1
 is "$?" 2 "no arguments exits 2"
 
 # Timeout exits 3.
 START=$(now_ms)
-call --timeout 500 echo.sleep '{"ms": 5000}'
+sb_call --timeout 500 echo.sleep '{"ms": 5000}'
 ELAPSED=$(( $(now_ms) - START ))
 is "$RC" 3 "a call past its --timeout exits 3"
 like "$ERR" '^sb call: timeout: ' "with a timeout line"
@@ -88,7 +82,7 @@ is "$?" 3 "no broker: exit 3"
 ok $? "no broker: returns promptly"
 
 # Built-ins and sb services.
-call sys.ping
+sb_call sys.ping
 like "$OUT" '"pong":true' "sys.ping through sb call"
 TABLE=$("$SB" services --connect "$BROKER")
 is "$?" 0 "sb services exits 0"

@@ -8,50 +8,25 @@
 TESTPLUGINS="$SB_TOP_BUILDDIR/tests/plugins/.libs"
 start_broker b1
 
-# refuses EXIT PATTERN DESCRIPTION ARGS...: sb run must exit with EXIT at
-# once, printing exactly one line on stderr that matches PATTERN.
-refuses () {
-    local want=$1 pattern=$2 what=$3
-    shift 3
-    "$SB" run --connect "$BROKER" "$@" > "$SB_TMP/refused.out" 2> "$SB_TMP/refused.err" &
-    local pid=$!
-    local tries=200
-    while kill -0 $pid 2>/dev/null && [ $tries -gt 0 ]; do
-        sleep 0.1
-        tries=$((tries - 1))
-    done
-    if kill -0 $pid 2>/dev/null; then
-        kill -KILL $pid
-        ok 1 "$what: sb run refuses to start (it kept running)"
-        return
-    fi
-    wait $pid
-    local rc=$? err
-    err=$(cat "$SB_TMP/refused.err")
-    [ $rc -eq $want ] && [ "$(printf '%s\n' "$err" | wc -l)" -eq 1 ] \
-        && printf '%s' "$err" | grep -Eq -- "$pattern" && [ ! -s "$SB_TMP/refused.out" ]
-    ok $? "$what: exit $want, one line: $err"
-}
-
 printf 'not a plugin\n' > "$SB_TMP/text.so"
-refuses 1 "^sb run: /nonexistent/x\.so: no such file$" "missing file" /nonexistent/x.so
-refuses 1 "^sb run: $SB_TMP/text\.so: not a loadable shared object: " "not a shared object" "$SB_TMP/text.so"
-refuses 1 "^sb run: $TESTPLUGINS/nosymbol\.so: no 'sb_service' symbol" "missing symbol" "$TESTPLUGINS/nosymbol.so"
-refuses 1 "^sb run: $TESTPLUGINS/wrongabi\.so: wrong ABI version 99 \(this sb supports 1\)$" "wrong ABI version" "$TESTPLUGINS/wrongabi.so"
-refuses 1 "^sb run: $TESTPLUGINS/badname\.so: invalid descriptor: service name" "invalid descriptor" "$TESTPLUGINS/badname.so"
-refuses 1 "^sb run: $TESTPLUGINS/initfail\.so: instance 0 of 'initfail' failed to start: cannot open database /nonexistent/initfail\.db$" \
+sb_run_refused 1 "^sb run: /nonexistent/x\.so: no such file$" "missing file" /nonexistent/x.so
+sb_run_refused 1 "^sb run: $SB_TMP/text\.so: not a loadable shared object: " "not a shared object" "$SB_TMP/text.so"
+sb_run_refused 1 "^sb run: $TESTPLUGINS/nosymbol\.so: no 'sb_service' symbol" "missing symbol" "$TESTPLUGINS/nosymbol.so"
+sb_run_refused 1 "^sb run: $TESTPLUGINS/wrongabi\.so: wrong ABI version 99 \(this sb supports 1\)$" "wrong ABI version" "$TESTPLUGINS/wrongabi.so"
+sb_run_refused 1 "^sb run: $TESTPLUGINS/badname\.so: invalid descriptor: service name" "invalid descriptor" "$TESTPLUGINS/badname.so"
+sb_run_refused 1 "^sb run: $TESTPLUGINS/initfail\.so: instance 0 of 'initfail' failed to start: cannot open database /nonexistent/initfail\.db$" \
     "init fails" "$TESTPLUGINS/initfail.so"
-refuses 1 "initfail.* cannot open database /srv/db$" "init fails, after a good plugin and with config" \
+sb_run_refused 1 "initfail.* cannot open database /srv/db$" "init fails, after a good plugin and with config" \
     --instances 2 --set initfail/db/path=/srv/db echo "$TESTPLUGINS/initfail.so"
-refuses 1 "^sb run: nosuch: no such plugin in " "unknown bare name" nosuch
-refuses 1 "service 'echo' is already loaded from " "the same service twice" echo "$SB_PLUGINS/echo.so"
+sb_run_refused 1 "^sb run: nosuch: no such plugin in " "unknown bare name" nosuch
+sb_run_refused 1 "service 'echo' is already loaded from " "the same service twice" echo "$SB_PLUGINS/echo.so"
 printf 'echo\n    sleep_max_ms = 5\n  bad = indent\n' > "$SB_TMP/bad.cfg"
-refuses 1 "^sb run: $SB_TMP/bad\.cfg: line 3: " "a bad config file names its line" --config "$SB_TMP/bad.cfg" echo
-refuses 1 "sleep_max_ms must be 0\.\.60000" "a bad config value refused by init" --set echo/sleep_max_ms=lots echo
-refuses 2 "^sb run: --set 'nosvc/key=1': no plugin provides service 'nosvc'$" "--set for an unknown service" --set nosvc/key=1 echo
-refuses 2 "^sb run: --set 'echo': expected service/key=value$" "a malformed --set" --set echo echo
-refuses 2 "^sb run: --instances: " "--instances 0" --instances 0 echo
-refuses 2 "^sb run: expected 1 to 64 plugins" "no plugin at all"
+sb_run_refused 1 "^sb run: $SB_TMP/bad\.cfg: line 3: " "a bad config file names its line" --config "$SB_TMP/bad.cfg" echo
+sb_run_refused 1 "sleep_max_ms must be 0\.\.60000" "a bad config value refused by init" --set echo/sleep_max_ms=lots echo
+sb_run_refused 2 "^sb run: --set 'nosvc/key=1': no plugin provides service 'nosvc'$" "--set for an unknown service" --set nosvc/key=1 echo
+sb_run_refused 2 "^sb run: --set 'echo': expected service/key=value$" "a malformed --set" --set echo echo
+sb_run_refused 2 "^sb run: --instances: " "--instances 0" --instances 0 echo
+sb_run_refused 2 "^sb run: expected 1 to 64 plugins" "no plugin at all"
 
 # Nothing was left half-started.
 OUT=$("$SB" services --connect "$BROKER" --json)

@@ -13,61 +13,30 @@ start_run host --schemas "$SCHEMAS" echo
 wait_instances echo 1 || bail "echo never registered"
 is "$(cat "$SB_TMP/host.err")" "" "echo agrees with schemas/echo.json: nothing on stderr"
 
-call () {
-    OUT=$("$SB" call --connect "$BROKER" "$@" 2> "$SB_TMP/call.err")
-    RC=$?
-    ERR=$(cat "$SB_TMP/call.err")
-}
-
-call echo.reverse '{"text": "abc"}'
+sb_call echo.reverse '{"text": "abc"}'
 is "$OUT" '{"text":"cba"}' "a valid request is served"
-call echo.reverse '{"text": 5}'
+sb_call echo.reverse '{"text": 5}'
 is "$RC" 1 "a request violating the schema exits 1"
 is "$ERR" 'sb call: bad_request: $.text: expected string, got integer' \
     "one line: bad_request and the path of the violation"
 is "$OUT" "" "nothing on stdout"
-call echo.sleep '{"ms": 70000}'
+sb_call echo.sleep '{"ms": 70000}'
 like "$ERR" '^sb call: bad_request: \$\.ms: .*maximum' "a bound from the schema (sleep's maximum) is enforced"
-call echo.stats '{"values": [1, "two", 3]}'
+sb_call echo.stats '{"values": [1, "two", 3]}'
 is "$ERR" 'sb call: bad_request: $.values[1]: expected number, got string' "array items have their index in the path"
-call echo.reverse '{"text": "abc", "extra": 1}'
+sb_call echo.reverse '{"text": "abc", "extra": 1}'
 like "$ERR" '^sb call: bad_request: \$\.extra: ' "additionalProperties: false is enforced"
-call echo.echo '{"anything": [1, {"goes": null}]}'
+sb_call echo.echo '{"anything": [1, {"goes": null}]}'
 is "$OUT" '{"anything":[1,{"goes":null}]}' "a method whose schema allows anything takes anything"
-call echo.reverse '{"text": "still here"}'
+sb_call echo.reverse '{"text": "still here"}'
 is "$OUT" '{"text":"ereh llits"}' "the instance keeps serving after refusals"
 
-# sb_run_exits EXIT PATTERN DESCRIPTION ARGS...: sb run must exit with EXIT
-# at once with exactly one line on stderr matching PATTERN.
-sb_run_exits () {
-    local want=$1 pattern=$2 what=$3
-    shift 3
-    "$SB" run --connect "$BROKER" "$@" > "$SB_TMP/exit.out" 2> "$SB_TMP/exit.err" &
-    local pid=$!
-    local tries=200
-    while kill -0 $pid 2>/dev/null && [ $tries -gt 0 ]; do
-        sleep 0.1
-        tries=$((tries - 1))
-    done
-    if kill -0 $pid 2>/dev/null; then
-        kill -KILL $pid
-        ok 1 "$what: sb run kept running"
-        return
-    fi
-    wait $pid
-    local rc=$? err
-    err=$(cat "$SB_TMP/exit.err")
-    [ $rc -eq $want ] && [ "$(printf '%s\n' "$err" | wc -l)" -eq 1 ] \
-        && printf '%s' "$err" | grep -Eq -- "$pattern" && [ ! -s "$SB_TMP/exit.out" ]
-    ok $? "$what: exit $want, one line: $err"
-}
-
-sb_run_exits 1 "^sb run: schemas: $SB_TMP/nodir: " "a --schemas DIR that does not exist" \
+sb_run_refused 1 "^sb run: schemas: $SB_TMP/nodir: " "a --schemas DIR that does not exist" \
     --schemas "$SB_TMP/nodir" echo
 mkdir "$SB_TMP/bad"
 printf '{"service": "echo", "methods": {"reverse": {"request": {"type": "strin"}}}}\n' \
     > "$SB_TMP/bad/echo.json"
-sb_run_exits 1 "^sb run: schemas: .*echo\.json" "a schema file that does not load names the file" \
+sb_run_refused 1 "^sb run: schemas: .*echo\.json" "a schema file that does not load names the file" \
     --schemas "$SB_TMP/bad" echo
 SB_SCHEMAS="$SB_TMP/nodir" sb_run_exits 1 "^sb run: schemas: $SB_TMP/nodir: " "\$SB_SCHEMAS is explicit too" echo
 
