@@ -10,6 +10,19 @@
       zmq_proxy with a DEALER echo worker, and a DEALER client keeping the
       same number of requests outstanding.
 
+    --secure measures the same again secure, after the plain run: a
+    temporary keys directory (an authority and three members: the broker,
+    the service, the client, each with a certificate) is made and removed
+    by the bench; every link is a CURVE client of the broker, admitted by
+    the broker's ZAP handler, and bodies are sealed end to end (sealer.h:
+    a service instance with keys refuses plaintext requests, so a reply
+    proves the request was sealed).  With --baseline the bare proxy is
+    measured again with CURVE on both of its links (client to ROUTER,
+    worker to DEALER), which is what secure Switchboard is compared with.
+    The secure result line comes last:
+    bench-secure: <req/s> req/s p50=<us>us p99=<us>us plain=<req/s>
+                  secure/plain=<x> baseline_curve=<req/s> ratio=<x>
+
     Each side is measured pipelined (throughput) and with one request in
     flight (latency percentiles).  The last line is the one scripts read:
     bench: <req/s> req/s p50=<us>us p99=<us>us baseline=<req/s> ratio=<x>
@@ -19,13 +32,20 @@
 #include "instance.h"
 #include "switchboard.h"
 
+#include "cert.h"
+#include "identity.h"
+
 #include <czmq.h>
+#include <errno.h>
 #include <getopt.h>
+#include <limits.h>
 #include <pthread.h>
+#include <sodium.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 typedef struct {
     long requests;          /* pipelined requests per side */
@@ -33,6 +53,7 @@ typedef struct {
     int inflight;
     size_t size;            /* request body bytes */
     bool baseline;
+    bool secure;            /* also measure with CURVE and sealing */
 } bench_options_t;
 
 typedef struct {
@@ -63,6 +84,87 @@ s_percentiles (int64_t *samples, long count, bench_result_t *result)
     qsort (samples, (size_t) count, sizeof *samples, s_compare_i64);
     result->p50_us = samples [count / 2] / 1000.0;
     result->p99_us = samples [(long) ((count - 1) * 0.99)] / 1000.0;
+}
+
+/*  --------------------------------------------------------------------
+    Keys for --secure: a temporary directory holding authority.pub and,
+    for each member, NAME.key and NAME.cert (docs/security.md 2.2).  */
+
+#define S_BROKER_MEMBER "bench-broker"
+#define S_SERVICE_MEMBER "bench-service"
+#define S_CLIENT_MEMBER "bench-client"
+
+typedef struct {
+    char dir [PATH_MAX - 64];
+} bench_keys_t;
+
+static const struct {
+    const char *name, *offer, *call;
+} s_members [] = {
+    { S_BROKER_MEMBER, NULL, "*" },
+    { S_SERVICE_MEMBER, "bench", "sys" },
+    { S_CLIENT_MEMBER, NULL, "bench,sys" },
+};
+#define S_MEMBERS (sizeof s_members / sizeof s_members [0])
+
+static void
+s_keys_remove (bench_keys_t *keys)
+{
+    if (!*keys->dir)
+        return;
+    char path [PATH_MAX];
+    for (size_t i = 0; i < S_MEMBERS; i++) {
+        snprintf (path, sizeof path, "%s/%s.key", keys->dir, s_members [i].name);
+        unlink (path);
+        snprintf (path, sizeof path, "%s/%s.cert", keys->dir, s_members [i].name);
+        unlink (path);
+    }
+    snprintf (path, sizeof path, "%s/%s", keys->dir, SB_IDENTITY_AUTHORITY_FILE);
+    unlink (path);
+    rmdir (keys->dir);
+    *keys->dir = 0;
+}
+
+/*  Makes the directory and its keys; 0, or -1 with err (nothing left).  */
+static int
+s_keys_make (bench_keys_t *keys, sb_error_t *err)
+{
+    const char *tmp = getenv ("TMPDIR");
+    snprintf (keys->dir, sizeof keys->dir, "%s/sb-bench-keys.XXXXXX", tmp && *tmp ? tmp : "/tmp");
+    if (!mkdtemp (keys->dir)) {
+        *keys->dir = 0;
+        return sb_error_set (err, SB_E_INTERNAL, "cannot make a keys directory: %s",
+                             strerror (errno));
+    }
+    char path [PATH_MAX];
+    sb_keys_t *authority = sb_keys_new_authority ("authority", err);
+    sb_cert_t *cert = malloc (sizeof *cert);
+    int rc = authority && cert ? 0 : -1;
+    if (!cert)
+        sb_error_set (err, SB_E_INTERNAL, "out of memory");
+    snprintf (path, sizeof path, "%s/%s", keys->dir, SB_IDENTITY_AUTHORITY_FILE);
+    if (rc == 0)
+        rc = sb_keys_save_public (authority, path, err);
+    for (size_t i = 0; i < S_MEMBERS && rc == 0; i++) {
+        sb_keys_t *member = sb_keys_new_member (s_members [i].name, err);
+        snprintf (path, sizeof path, "%s/%s.key", keys->dir, s_members [i].name);
+        rc = member ? sb_keys_save_secret (member, path, err) : -1;
+        if (rc == 0)
+            rc = sb_cert_init (cert, member, (uint64_t) time (NULL), 3600, err);
+        if (rc == 0 && s_members [i].offer)
+            rc = sb_cert_add_offer_list (cert, s_members [i].offer, err);
+        if (rc == 0)
+            rc = sb_cert_add_call_list (cert, s_members [i].call, err);
+        snprintf (path, sizeof path, "%s/%s.cert", keys->dir, s_members [i].name);
+        if (rc == 0)
+            rc = sb_cert_sign (cert, authority, err) || sb_cert_save (cert, path, err) ? -1 : 0;
+        sb_keys_destroy (&member);
+    }
+    free (cert);
+    sb_keys_destroy (&authority);
+    if (rc)
+        s_keys_remove (keys);
+    return rc;
 }
 
 /*  --------------------------------------------------------------------
@@ -103,24 +205,49 @@ s_on_reply (const msgpack_object *body, const sb_error_t *err, void *arg)
         state->failed++;
 }
 
+/*  keys NULL: plaintext; else everyone secure with those keys.  */
 static int
-s_bench_switchboard (const bench_options_t *opt, bench_result_t *result)
+s_bench_switchboard (const bench_options_t *opt, const bench_keys_t *keys,
+                     bench_result_t *result)
 {
     sb_error_t err;
     sb_broker_config_t broker_config = { .bind = "tcp://127.0.0.1:*", .name = "bench" };
+    if (keys) {
+        broker_config.secure = true;
+        broker_config.keys_dir = keys->dir;
+        broker_config.member = S_BROKER_MEMBER;
+    }
     sb_broker_t *broker = sb_broker_new (&broker_config, &err);
     if (!broker) {
         fprintf (stderr, "sb bench: broker: %s\n", err.text);
         return -1;
     }
-    const char *endpoint = sb_broker_endpoint (broker);
-    sb_instance_t *instance = sb_instance_start (&s_bench_service, 0, NULL, endpoint,
-                                                 opt->inflight * 2, &err);
+    /*  Secure: "ENDPOINT#KEY", as clients take a broker's key.  */
+    char endpoint [SB_ENDPOINT_MAX + 2 * SB_KEY_SIZE + 2];
+    snprintf (endpoint, sizeof endpoint, "%s", sb_broker_endpoint (broker));
+    if (keys) {
+        size_t len = strlen (endpoint);
+        endpoint [len] = '#';
+        sodium_bin2hex (endpoint + len + 1, sizeof endpoint - len - 1,
+                        sb_broker_public_key (broker), SB_KEY_SIZE);
+    }
+    sb_identity_t *service_identity = keys ? sb_identity_load (keys->dir, S_SERVICE_MEMBER, &err)
+                                           : NULL;
+    sb_instance_options_t instance_options = { .identity = service_identity };
+    sb_instance_t *instance = !keys || service_identity
+                            ? sb_instance_start_with (&s_bench_service, 0, NULL, endpoint,
+                                                      opt->inflight * 2, &instance_options, &err)
+                            : NULL;
     sb_client_options_t client_options = { .endpoints = endpoint, .name = "bench-client" };
+    if (keys) {
+        client_options.keys = keys->dir;
+        client_options.member = S_CLIENT_MEMBER;
+    }
     sb_client_t *client = instance ? sb_client_new (&client_options, &err) : NULL;
     if (!client) {
         fprintf (stderr, "sb bench: %s\n", err.text);
         sb_instance_stop (&instance);
+        sb_identity_destroy (&service_identity);
         sb_broker_destroy (&broker);
         return -1;
     }
@@ -183,6 +310,7 @@ done:
     msgpack_sbuffer_destroy (&body);
     sb_client_destroy (&client);
     sb_instance_stop (&instance);
+    sb_identity_destroy (&service_identity);
     sb_broker_destroy (&broker);
     return rc;
 }
@@ -195,10 +323,33 @@ typedef struct {
     void *ctx;
     char frontend [256];
     char backend [256];
+    bool curve;                     /* CURVE on both links */
+    char server_public [41];        /* Z85: the proxy's key, both sockets */
+    char server_secret [41];
     int ready;
     pthread_mutex_t lock;
     pthread_cond_t cond;
 } baseline_t;
+
+/*  Makes a socket a CURVE server (the proxy's two sockets).  */
+static void
+s_curve_server (const baseline_t *b, void *socket)
+{
+    int one = 1;
+    zmq_setsockopt (socket, ZMQ_CURVE_SERVER, &one, sizeof one);
+    zmq_setsockopt (socket, ZMQ_CURVE_SECRETKEY, b->server_secret, 40);
+}
+
+/*  Makes a socket a CURVE client of the proxy with a fresh keypair.  */
+static void
+s_curve_client (const baseline_t *b, void *socket)
+{
+    char public_key [41], secret_key [41];
+    zmq_curve_keypair (public_key, secret_key);
+    zmq_setsockopt (socket, ZMQ_CURVE_SERVERKEY, b->server_public, 40);
+    zmq_setsockopt (socket, ZMQ_CURVE_PUBLICKEY, public_key, 40);
+    zmq_setsockopt (socket, ZMQ_CURVE_SECRETKEY, secret_key, 40);
+}
 
 static void *
 s_baseline_proxy (void *arg)
@@ -206,6 +357,10 @@ s_baseline_proxy (void *arg)
     baseline_t *b = arg;
     void *front = zmq_socket (b->ctx, ZMQ_ROUTER);
     void *back = zmq_socket (b->ctx, ZMQ_DEALER);
+    if (b->curve) {
+        s_curve_server (b, front);
+        s_curve_server (b, back);
+    }
     size_t len = sizeof b->frontend;
     zmq_bind (front, "tcp://127.0.0.1:*");
     zmq_getsockopt (front, ZMQ_LAST_ENDPOINT, b->frontend, &len);
@@ -227,6 +382,8 @@ s_baseline_worker (void *arg)
 {
     baseline_t *b = arg;
     void *worker = zmq_socket (b->ctx, ZMQ_DEALER);
+    if (b->curve)
+        s_curve_client (b, worker);
     zmq_connect (worker, b->backend);
     /*  Echo every message, all frames (routing id + payload), as it came. */
     while (true) {
@@ -246,10 +403,13 @@ s_baseline_worker (void *arg)
     return NULL;
 }
 
+/*  curve: CURVE on both links of the proxy.  */
 static int
-s_bench_baseline (const bench_options_t *opt, bench_result_t *result)
+s_bench_baseline (const bench_options_t *opt, bool curve, bench_result_t *result)
 {
-    baseline_t b = { .ctx = zmq_ctx_new () };
+    baseline_t b = { .ctx = zmq_ctx_new (), .curve = curve };
+    if (curve)
+        zmq_curve_keypair (b.server_public, b.server_secret);
     pthread_mutex_init (&b.lock, NULL);
     pthread_cond_init (&b.cond, NULL);
     pthread_t proxy, worker;
@@ -261,6 +421,8 @@ s_bench_baseline (const bench_options_t *opt, bench_result_t *result)
     pthread_create (&worker, NULL, s_baseline_worker, &b);
 
     void *client = zmq_socket (b.ctx, ZMQ_DEALER);
+    if (curve)
+        s_curve_client (&b, client);
     zmq_connect (client, b.frontend);
     char *payload = calloc (1, opt->size);
     char reply [4096];
@@ -316,21 +478,64 @@ static void
 s_usage (FILE *out)
 {
     fprintf (out,
-        "usage: sb bench [--baseline] [--requests N] [--inflight N] [--size BYTES]\n"
-        "                [--latency-requests N]\n"
+        "usage: sb bench [--baseline] [--secure] [--requests N] [--inflight N]\n"
+        "                [--size BYTES] [--latency-requests N]\n"
         "\n"
         "Measures broker-routed request/reply in this process over TCP loopback:\n"
         "pipelined throughput (N requests, --inflight outstanding) and latency with\n"
         "one request in flight.  --baseline also measures a bare libzmq ROUTER/DEALER\n"
         "proxy with an echo worker in the same run and prints the ratio.\n"
+        "--secure then measures the same with CURVE on every link and bodies sealed\n"
+        "end to end (keys made in a temporary directory and removed), and with\n"
+        "--baseline the bare proxy with CURVE on both links; it prints secure/plain\n"
+        "and secure/bare-CURVE ratios.\n"
         "\n"
         "defaults: --requests 200000 --inflight 100 --size 64 --latency-requests 5000\n"
         "\n"
         "examples:\n"
         "  sb bench --baseline\n"
         "  sb bench --requests 20000 --inflight 10\n"
+        "  sb bench --secure --baseline\n"
         "\n"
-        "The last line is: bench: <req/s> req/s p50=<us>us p99=<us>us baseline=<req/s> ratio=<x>\n");
+        "The last line is: bench: <req/s> req/s p50=<us>us p99=<us>us baseline=<req/s> ratio=<x>\n"
+        "With --secure it is followed by: bench-secure: <req/s> req/s p50=<us>us p99=<us>us\n"
+        "  plain=<req/s> secure/plain=<x> baseline_curve=<req/s> ratio=<x>\n");
+}
+
+/*  The --secure half, after the plain one (sb: its result).  */
+static int
+s_bench_secure (const bench_options_t *opt, const bench_result_t *sb)
+{
+    bench_keys_t keys = { "" };
+    sb_error_t err = { 0 };
+    if (s_keys_make (&keys, &err)) {
+        fprintf (stderr, "sb bench: --secure: %s\n", err.text);
+        return SB_EXIT_FAILURE;
+    }
+    bench_result_t secure = { 0 }, curve = { 0 };
+    printf ("secure:      CURVE on every link, bodies sealed end to end\n");
+    fflush (stdout);
+    int rc = s_bench_switchboard (opt, &keys, &secure);
+    s_keys_remove (&keys);
+    if (rc)
+        return SB_EXIT_FAILURE;
+    printf ("secure:      %.0f req/s pipelined, p50=%.1fus p99=%.1fus, %ld failed\n",
+            secure.rate, secure.p50_us, secure.p99_us, secure.failed);
+    if (opt->baseline) {
+        if (s_bench_baseline (opt, true, &curve)) {
+            fprintf (stderr, "sb bench: the CURVE baseline proxy did not answer\n");
+            return SB_EXIT_FAILURE;
+        }
+        printf ("curve base:  %.0f req/s pipelined, p50=%.1fus p99=%.1fus "
+                "(libzmq ROUTER/DEALER proxy, CURVE on both links)\n",
+                curve.rate, curve.p50_us, curve.p99_us);
+    }
+    printf ("bench-secure: %.0f req/s p50=%.0fus p99=%.0fus plain=%.0f secure/plain=%.2f "
+            "baseline_curve=%.0f ratio=%.2f\n",
+            secure.rate, secure.p50_us, secure.p99_us, sb->rate,
+            sb->rate > 0 ? secure.rate / sb->rate : 0.0, curve.rate,
+            curve.rate > 0 ? secure.rate / curve.rate : 0.0);
+    return sb->failed || secure.failed ? SB_EXIT_FAILURE : SB_EXIT_OK;
 }
 
 static int
@@ -347,9 +552,10 @@ s_parse_long (const char *text, long min, long max, long *value)
 int
 sb_cmd_bench (int argc, char **argv)
 {
-    bench_options_t opt = { 200000, 5000, 100, 64, false };
+    bench_options_t opt = { 200000, 5000, 100, 64, false, false };
     static const struct option options [] = {
         { "baseline", no_argument, NULL, 'b' },
+        { "secure", no_argument, NULL, 'S' },
         { "requests", required_argument, NULL, 'n' },
         { "inflight", required_argument, NULL, 'i' },
         { "size", required_argument, NULL, 's' },
@@ -363,6 +569,7 @@ sb_cmd_bench (int argc, char **argv)
     while ((c = getopt_long (argc, argv, "h", options, NULL)) != -1) {
         switch (c) {
             case 'b': opt.baseline = true; break;
+            case 'S': opt.secure = true; break;
             case 'n':
                 if (s_parse_long (optarg, 1, 100000000, &opt.requests))
                     goto bad_value;
@@ -394,12 +601,12 @@ sb_cmd_bench (int argc, char **argv)
     printf ("switchboard: %ld requests, %d in flight, %zu-byte body\n",
             opt.requests, opt.inflight, opt.size);
     fflush (stdout);
-    if (s_bench_switchboard (&opt, &sb))
+    if (s_bench_switchboard (&opt, NULL, &sb))
         return SB_EXIT_FAILURE;
     printf ("switchboard: %.0f req/s pipelined, p50=%.1fus p99=%.1fus, %ld failed\n",
             sb.rate, sb.p50_us, sb.p99_us, sb.failed);
     if (opt.baseline) {
-        if (s_bench_baseline (&opt, &base)) {
+        if (s_bench_baseline (&opt, false, &base)) {
             fprintf (stderr, "sb bench: the baseline proxy did not answer\n");
             return SB_EXIT_FAILURE;
         }
@@ -408,6 +615,8 @@ sb_cmd_bench (int argc, char **argv)
     }
     printf ("bench: %.0f req/s p50=%.0fus p99=%.0fus baseline=%.0f ratio=%.2f\n",
             sb.rate, sb.p50_us, sb.p99_us, base.rate, base.rate > 0 ? sb.rate / base.rate : 0.0);
+    if (opt.secure)
+        return s_bench_secure (&opt, &sb);
     return sb.failed ? SB_EXIT_FAILURE : SB_EXIT_OK;
 
 bad_value:
