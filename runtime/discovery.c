@@ -421,8 +421,12 @@ sb_discovery_wait (sb_discovery_t *self, int timeout_ms)
         /*  Links first: discovery may remove the links polled.  */
         int dispatched = sb_peer_handle (self->peer, items, n);
         now = zclock_mono ();
+        /*  A broker that left takes its calls with it: those answered
+            then (unavailable) count as dispatched too.  */
+        uint64_t delivered = sb_peer_delivered (self->peer);
         if ((fd >= 0 && (items [n].revents & ZMQ_POLLIN)) || sb_discovery_timeout (self, now) == 0)
             sb_discovery_handle (self, now);
+        dispatched += (int) (sb_peer_delivered (self->peer) - delivered);
         dispatched += sb_peer_tick (self->peer);
         if (dispatched > 0 || zclock_mono () >= end)
             return dispatched;

@@ -101,6 +101,7 @@ struct sb_peer {
     uint64_t bad_bodies;
     zhashx_t *idempotent;           /* keys "service/method"; method "*" for all */
     uint64_t retries;
+    uint64_t delivered;             /* calls answered, by any path: wait loops watch it */
     msgpack_zone zone;              /* decodes replies and events */
     bool zone_busy;                 /* a callback holds it */
     s_call_t *spares;               /* answered calls, for reuse */
@@ -378,7 +379,7 @@ sb_peer_connect (sb_peer_t *self, const char *endpoint, sb_error_t *err)
     return 0;
 }
 
-static void s_failover (sb_peer_t *self, uint32_t link_id, const char *broker);
+static int s_failover (sb_peer_t *self, uint32_t link_id, const char *broker);
 
 int
 sb_peer_disconnect (sb_peer_t *self, const char *endpoint)
@@ -746,6 +747,7 @@ sb_peer_fail_all (sb_peer_t *self, const sb_error_t *err)
 static void
 s_deliver (sb_peer_t *self, s_call_t *call, const void *data, size_t size, const sb_error_t *err)
 {
+    self->delivered++;
     if (call->raw)
         call->raw (data, size, err, call->arg);
     else
@@ -859,15 +861,17 @@ sb_peer__request_again (sb_peer_t *self, uint32_t link_id, const sb_header_t *h,
 /*  The calls that went out on a dead link: idempotent ones go out again
     (or wait for a live link) with the retry flag, the others are
     answered `unavailable`.  Ids are collected first: callbacks may make,
-    answer or cancel calls.  */
-static void
+    answer or cancel calls.  Returns the number of calls answered, which
+    the wait loops count as dispatched work (a blocking caller whose call
+    was answered here must wake up).  */
+static int
 s_failover (sb_peer_t *self, uint32_t link_id, const char *broker)
 {
     size_t count = 0;
     for (s_call_t *call = zhashx_first (self->calls); call; call = zhashx_next (self->calls))
         count += call->link_id == link_id && !call->waiting;
     if (count == 0)
-        return;
+        return 0;
     uint64_t *lost = malloc (count * sizeof *lost);
     size_t nlost = 0;
     int64_t now = zclock_mono ();
@@ -885,11 +889,13 @@ s_failover (sb_peer_t *self, uint32_t link_id, const char *broker)
         if (lost)
             lost [nlost++] = call->id;
     }
+    int answered = 0;
     for (size_t i = 0; i < nlost; i++) {
         s_call_t *call = zhashx_lookup (self->calls, &lost [i]);
         if (!call)
             continue;
         s_unlink_call (self, call);
+        answered++;
         sb_error_t err;
         sb_error_set (&err, SB_E_UNAVAILABLE, "broker %s was lost with %s.%s in flight "
                       "(not idempotent, so not retried)", broker [0] ? broker : "(unnamed)",
@@ -897,10 +903,12 @@ s_failover (sb_peer_t *self, uint32_t link_id, const char *broker)
         s_deliver (self, call, NULL, 0, &err);
     }
     free (lost);
+    return answered;
 }
 
-/*  Fails over the calls of every link that died since the last look.  */
-static void
+/*  Fails over the calls of every link that died since the last look;
+    returns the number of calls answered meanwhile.  */
+static int
 s_check_links (sb_peer_t *self)
 {
     uint32_t dead [SB_PEER_LINKS_MAX];
@@ -915,8 +923,10 @@ s_check_links (sb_peer_t *self)
         }
         self->up [i] = alive;
     }
+    int answered = 0;
     for (size_t i = 0; i < ndead; i++)
-        s_failover (self, dead [i], names [i]);
+        answered += s_failover (self, dead [i], names [i]);
+    return answered;
 }
 
 /*  --------------------------------------------------------------------
@@ -1126,8 +1136,7 @@ sb_peer_handle (sb_peer_t *self, const zmq_pollitem_t *items, size_t count)
             }
         }
     }
-    s_check_links (self);
-    return dispatched;
+    return dispatched + s_check_links (self);
 }
 
 int
@@ -1153,11 +1162,11 @@ sb_peer_tick (sb_peer_t *self)
     int64_t now = zclock_mono ();
     for (size_t i = 0; i < self->nlinks; i++)
         sb_link_tick (self->links [i], now);
-    s_check_links (self);
+    int failed_over = s_check_links (self);
     if (zlistx_size (self->waiting))
         s_flush_waiting (self, now);
     if (now < self->next_deadline)
-        return 0;
+        return failed_over;
 
     /*  Collect first, deliver after: callbacks may start new calls.  */
     zlistx_t *expired = zlistx_new ();
@@ -1169,7 +1178,7 @@ sb_peer_tick (sb_peer_t *self)
         if (call->deadline < self->next_deadline)
             self->next_deadline = call->deadline;
     }
-    int answered = 0;
+    int answered = failed_over;
     s_call_t *call;
     while ((call = zlistx_detach (expired, NULL))) {
         s_unlink_call (self, call);
@@ -1181,6 +1190,12 @@ sb_peer_tick (sb_peer_t *self)
     }
     zlistx_destroy (&expired);
     return answered;
+}
+
+uint64_t
+sb_peer_delivered (const sb_peer_t *self)
+{
+    return self->delivered;
 }
 
 int

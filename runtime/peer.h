@@ -104,6 +104,10 @@ void sb_peer_cancel (sb_peer_t *self, uint64_t id);
     For a client going away: its async callers still hear back.  */
 void sb_peer_fail_all (sb_peer_t *self, const sb_error_t *err);
 size_t sb_peer_pending (const sb_peer_t *self);
+/*  Calls answered so far, by any path (reply, error, timeout, failover,
+    a link removed): a wait loop compares it before and after to know a
+    caller may have been answered.  */
+uint64_t sb_peer_delivered (const sb_peer_t *self);
 
 /*  PUBLISH on one live link (round robin).  -1 if none is alive or the
     topic or body is invalid.  */

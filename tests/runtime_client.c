@@ -10,6 +10,7 @@
 #include "fake_broker.h"
 
 #include <czmq.h>
+#include <pthread.h>
 #include <arpa/inet.h>
 #include <netinet/in.h>
 #include <sys/socket.h>
@@ -25,8 +26,17 @@ s_echo (sb_request_t *req, const msgpack_object *body, void *state)
     return sb_reply_send (req);
 }
 
+/*  Never answers: the request stays in flight until the actor stops.  */
+static int
+s_hold (sb_request_t *req, const msgpack_object *body, void *state)
+{
+    sb_request_defer (req);
+    return 0;
+}
+
 static const sb_method_t s_methods [] = {
     { "echo", s_echo, SB_METHOD_IDEMPOTENT },
+    { "hold", s_hold, 0 },
     { NULL, NULL, 0 }
 };
 
@@ -67,6 +77,21 @@ s_many (const msgpack_object *body, const sb_error_t *err, void *arg)
     s_answers [i]++;
     if (err || fb_int (body) != i)
         s_wrong++;
+}
+
+/*  Destroys a broker from another thread after a pause.  */
+typedef struct {
+    sb_broker_t **broker;
+    int after_ms;
+} killer_t;
+
+static void *
+s_kill_broker (void *arg)
+{
+    killer_t *self = arg;
+    zclock_sleep (self->after_ms);
+    sb_broker_destroy (self->broker);
+    return NULL;
 }
 
 typedef struct {
@@ -420,6 +445,20 @@ s_broker_tests (void)
     tap_ok (g1.events + g2.events == 20 && g1.events > 0 && g2.events > 0,
             "group events are shared between members, each delivered once (%d + %d)",
             g1.events, g2.events);
+
+    /*  The broker dies while a blocking call waits on it: the call is not
+        idempotent, so the caller gets `unavailable` as soon as the link
+        is seen dropping, not at its deadline.  */
+    killer_t killer = { .broker = &broker, .after_ms = 300 };
+    pthread_t killer_thread;
+    pthread_create (&killer_thread, NULL, s_kill_broker, &killer);
+    start = zclock_mono ();
+    rc = sb_client_call (client, "echo2", "hold", NULL, 0, 20000, &reply, &err);
+    int64_t took = zclock_mono () - start;
+    pthread_join (killer_thread, NULL);
+    tap_ok (rc == -1 && err.code == SB_E_UNAVAILABLE, "broker lost under a blocking call: unavailable (%s)",
+            err.text);
+    tap_ok (took < 5000, "at once, not at the 20 s deadline (%lld ms)", (long long) took);
 
     /*  Broker restart: subscriptions come back without the program's help. */
     sb_instance_stop (&echo);
