@@ -627,9 +627,13 @@ sb_sealer_open_request (sb_sealer_t *self, sb_link_t *link, const sb_header_t *h
     s_hex (h->key_id, hex);
     s_caller_t *caller = zhashx_lookup (self->callers, hex);
     int64_t now = zclock_mono ();
+    /*  A known caller is looked up again after the TTL, so that a member
+        the brokers revoked (their lookups then find nothing) is refused
+        here too within that time; its replay window is kept meanwhile. */
     bool expired = caller && caller->state == S_KNOWN
                 && (uint64_t) time (NULL) >= caller->cert->expires_at;
-    if (!caller || expired || (caller->state == S_FAILED && now - caller->when > S_RETRY_MS)) {
+    bool stale = caller && caller->state == S_KNOWN && now - caller->when > SB_SEALER_KEY_TTL_MS;
+    if (!caller || expired || stale || (caller->state == S_FAILED && now - caller->when > S_RETRY_MS)) {
         if (!caller) {
             caller = calloc (1, sizeof *caller);
             if (!caller)

@@ -18,7 +18,10 @@
     - a worker opens a sealed REQUEST only from a caller whose
       certificate it fetched (`sys.keys {"key": K}`), verified and found
       allowed to call service.method; requests from an unknown caller
-      wait (bounded) for that lookup.  A plaintext REQUEST is refused:
+      wait (bounded) for that lookup, which is made again after
+      SB_SEALER_KEY_TTL_MS (a revoked member is then refused within that
+      time, since brokers no longer hand out its certificate).  A
+      plaintext REQUEST is refused:
       a worker with keys requires sealing;
     - events are sealed for the cluster event key (DIR/events.key, a
       member key file named "events" that members hold and brokers do
@@ -46,7 +49,7 @@
 #include "seal.h"
 
 #define SB_SEALER_EVENTS_FILE "events.key"
-#define SB_SEALER_KEY_TTL_MS 60000      /* service keys looked up again after */
+#define SB_SEALER_KEY_TTL_MS 60000      /* service keys and callers looked up again after */
 #define SB_SEALER_HELD_MAX 1024         /* requests waiting for a caller's certificate */
 #define SB_SEALER_LOOKUP_MS 5000        /* deadline of a sys.keys lookup */
 

@@ -3,7 +3,8 @@
 # (docs/security.md, "Setting up a cluster"): an authority and the members
 # broker1, broker2 (brokers), echo (offers echo), rest-bridge (offers
 # rest-bridge, calls everything) and cli (calls everything), each with a
-# certificate signed by the authority, all in DIR (created 0700).
+# certificate signed by the authority, and the cluster event key events.key,
+# all in DIR (created 0700).
 #
 # usage: tools/demo-keys.sh DIR [SB]
 #   SB: the sb binary (default: $SB, else `sb` on PATH)
@@ -35,6 +36,10 @@ member broker2 --call '*'
 member echo --offer echo --call 'sys'
 member rest-bridge --offer 'rest-bridge' --call '*'
 member cli --call '*'
+# The cluster event key (docs/security.md 5.4): members seal events for it.
+# In a real cluster it goes to members only, not to the brokers; here all
+# share one directory, which is fine for a demo on one machine.
+[ -f "$DIR/events.key" ] || "$SB" keygen member events "$DIR" > /dev/null
 
 for b in broker1 broker2; do
     echo "$b $(sed -n 's/^curve-public = //p' "$DIR/$b.pub")"

@@ -130,6 +130,12 @@ wait $SUB_PID
 is "$?" 0 "a sealed event from sb pub reaches sb sub (both hold the event key)"
 like "$(cat "$SB_TMP/sub.out")" '"body":\{"n":1\}' "and is shown opened"
 
+chmod 644 "$K/events.key"
+call alice "$SECURE" echo.echo '{}'
+is "$RC" 1 "an event key that others may read is refused when a member starts (exit 1)"
+like "$ERR" 'events.key.*too open' "and the error names the file and the fix"
+chmod 600 "$K/events.key"
+
 # -- no keys: refused at the handshake ------------------------------------
 
 call "" "$SECURE" echo.reverse '{"text":"x"}'
