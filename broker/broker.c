@@ -27,9 +27,15 @@
       keeps its entry (state EXPIRED) so that the worker's credit stays
       taken until its late answer arrives; if no answer comes within a
       grace period (the default timeout) the credit is reclaimed.
-    - Bodies: the body frame received is moved into the request and sent
-      on with zmq_msg_send.  Only an idempotent request keeps a zmq_msg_copy
-      (reference-counted for large frames) for a re-dispatch.
+    - Bodies are never decoded (READY and DIRECTORY aside, which are for
+      the broker).  A body of at most SB_INLINE_MAX bytes travels inside
+      the header frame: a request keeps the whole received frame (moved,
+      not copied) and remembers where its body lies; each send builds one
+      frame of the new header and the body bytes (one copy of at most
+      4 KiB).  A larger body is a frame of its own, sent on as a
+      zmq_msg_copy (reference-counted: no bytes copied).  Whatever is
+      received small as a second frame goes out inline.  A request keeps
+      its body until sent, an idempotent one until answered (re-dispatch).
     - Cluster: the actor embeds a beacon (runtime/beacon.h) polled with
       the ROUTER.  Every broker it hears of gets a DEALER "link" from this
       broker: PEER first, HEARTBEAT when idle, DIRECTORY (our local
@@ -112,9 +118,11 @@ struct req_s {
     worker_t *worker;
     int method;                     /* index in service->methods */
     bool idempotent;
-    bool with_body;                 /* the request came with a body frame */
+    bool with_body;                 /* the request came with a body */
     bool has_body;                  /* body holds it (queued, or idempotent copy) */
-    zmq_msg_t body;
+    zmq_msg_t body;                 /* the frame holding the body... */
+    uint32_t body_offset;           /* ...at this offset (inline: in the header frame) */
+    uint32_t body_size;
     sb_header_t header;             /* as received; re-encoded at dispatch */
 };
 
@@ -122,6 +130,15 @@ typedef struct {
     req_t *head, *tail;
     size_t count;
 } req_list_t;
+
+/*  A received body: size bytes at data, held by frame (the body frame,
+    or the header frame for an inline body; NULL for bytes of our own of
+    at most SB_INLINE_MAX).  */
+typedef struct {
+    zmq_msg_t *frame;
+    const uint8_t *data;
+    size_t size;
+} body_t;
 
 struct worker_s {
     peer_t *peer;
@@ -534,16 +551,35 @@ s_doom (engine_t *self, peer_t *peer)
     self->doomed = true;
 }
 
-/*  Sends header (+ body) to peer.  0 when sent (the body is consumed), or
-    -1 when the peer is unreachable (it is then doomed) or its send queue
-    is full; the body is then left to the caller.  */
+/*  Sends header (+ body) to peer.  The body is only read: a small one is
+    copied into the header frame, a large frame goes out as a reference-
+    counted copy.  0 when sent, or -1 when the peer is unreachable (it is
+    then doomed) or its send queue is full.  */
 static int
-s_send (engine_t *self, peer_t *peer, const sb_header_t *h, zmq_msg_t *body)
+s_send (engine_t *self, peer_t *peer, const sb_header_t *h, const body_t *body)
 {
     if (peer->doomed)
         return -1;
-    size_t size = sb_header_encode (h, self->hbuf);
-    int more = body ? ZMQ_SNDMORE : 0;
+    if (body && body->size == 0)
+        body = NULL;
+    /*  The whole message is built before the routing id goes: once that is
+        accepted the rest must follow.  */
+    zmq_msg_t frames [2];
+    int nframes = 1;
+    size_t inline_size = body && body->size <= SB_INLINE_MAX ? body->size : 0;
+    size_t n = sb_header_encode_inline (h, inline_size, self->hbuf);
+    if (zmq_msg_init_size (&frames [0], n + inline_size))
+        return -1;
+    uint8_t *data = zmq_msg_data (&frames [0]);
+    memcpy (data, self->hbuf, n);
+    if (inline_size)
+        memcpy (data + n, body->data, inline_size);
+    else
+    if (body) {
+        zmq_msg_init (&frames [1]);
+        zmq_msg_copy (&frames [1], body->frame);
+        nframes = 2;
+    }
     if (zmq_send (self->sock, peer->id, peer->id_size, ZMQ_SNDMORE | ZMQ_DONTWAIT) < 0) {
         if (errno == EHOSTUNREACH) {
             self->stats.unreachable++;
@@ -551,12 +587,13 @@ s_send (engine_t *self, peer_t *peer, const sb_header_t *h, zmq_msg_t *body)
         }
         else
             self->stats.send_failures++;
+        for (int i = 0; i < nframes; i++)
+            zmq_msg_close (&frames [i]);
         return -1;
     }
-    /*  Once the routing id is accepted the rest of the message is too.  */
-    zmq_send (self->sock, self->hbuf, size, more);
-    if (body)
-        zmq_msg_send (body, self->sock, 0);
+    zmq_msg_send (&frames [0], self->sock, nframes > 1 ? ZMQ_SNDMORE : 0);
+    if (nframes > 1)
+        zmq_msg_send (&frames [1], self->sock, 0);
     peer->last_sent = self->now;
     return 0;
 }
@@ -667,28 +704,14 @@ s_dispatch_to (engine_t *self, req_t *r, worker_t *w)
     h->capacity = h->code = h->heartbeat_ms = h->instance = 0;
     h->text [0] = 0;
 
-    zmq_msg_t body;
-    zmq_msg_t *bodyp = NULL;
-    if (r->has_body) {
-        bodyp = &body;
-        zmq_msg_init (&body);
-        if (r->idempotent)
-            zmq_msg_copy (&body, &r->body);
-        else {
-            zmq_msg_move (&body, &r->body);
-            zmq_msg_close (&r->body);
-            r->has_body = false;
-        }
-    }
-    if (s_send (self, w->peer, h, bodyp)) {
-        if (bodyp && !r->has_body) {
-            zmq_msg_init (&r->body);
-            zmq_msg_move (&r->body, bodyp);
-            r->has_body = true;
-        }
-        if (bodyp)
-            zmq_msg_close (bodyp);
+    body_t body = { &r->body, NULL, r->body_size };
+    if (r->has_body)
+        body.data = (const uint8_t *) zmq_msg_data (&r->body) + r->body_offset;
+    if (s_send (self, w->peer, h, r->has_body ? &body : NULL))
         return -1;
+    if (r->has_body && !r->idempotent) {
+        zmq_msg_close (&r->body);
+        r->has_body = false;
     }
     r->state = REQ_INFLIGHT;
     r->worker = w;
@@ -1051,7 +1074,7 @@ s_parse_ready (service_t *s, const msgpack_object *o, uint64_t *mask, char *vers
 }
 
 static void
-s_on_ready (engine_t *self, peer_t *p, const sb_header_t *h, zmq_msg_t *body)
+s_on_ready (engine_t *self, peer_t *p, const sb_header_t *h, const body_t *body)
 {
     if (!(h->present & SB_H_SERVICE) || !(h->present & SB_H_CAPACITY) || !body) {
         s_bad (self, R_MISSING_FIELD);
@@ -1076,8 +1099,8 @@ s_on_ready (engine_t *self, peer_t *p, const sb_header_t *h, zmq_msg_t *body)
         s_send (self, p, &e, NULL);
         return;
     }
-    const char *data = zmq_msg_data (body);
-    size_t size = zmq_msg_size (body);
+    const char *data = (const char *) body->data;
+    size_t size = body->size;
     if (sb_wire_check (data, size, SB_DEPTH_MAX)) {
         s_bad (self, R_BAD_BODY);
         return;
@@ -1141,10 +1164,10 @@ s_on_ready (engine_t *self, peer_t *p, const sb_header_t *h, zmq_msg_t *body)
     s_service_dispatch (self, s);
 }
 
-static void s_on_sys (engine_t *self, peer_t *p, const sb_header_t *h, zmq_msg_t *body);
+static void s_on_sys (engine_t *self, peer_t *p, const sb_header_t *h, const body_t *body);
 
 static void
-s_on_request (engine_t *self, peer_t *p, sb_header_t *h, zmq_msg_t *body)
+s_on_request (engine_t *self, peer_t *p, sb_header_t *h, const body_t *body)
 {
     self->stats.requests++;
     if (!(h->present & SB_H_REQUEST_ID)) {
@@ -1198,6 +1221,7 @@ s_on_request (engine_t *self, peer_t *p, sb_header_t *h, zmq_msg_t *body)
         return;
     }
     r->header = *h;
+    r->header.body = NULL;          /* it points into the frame */
     r->caller_id = h->request_id;
     r->service = s;
     r->method = method;
@@ -1205,9 +1229,14 @@ s_on_request (engine_t *self, peer_t *p, sb_header_t *h, zmq_msg_t *body)
     uint32_t timeout = h->timeout_ms ? h->timeout_ms : (uint32_t) self->args->config.default_timeout_ms;
     r->deadline = self->now + timeout;
     if (body) {
+        /*  Keep the frame that holds it (moved, not copied); the offset
+            survives the move, a pointer would not (small frames live
+            inside the zmq_msg_t itself).  */
         r->with_body = r->has_body = true;
+        r->body_offset = (uint32_t) (body->data - (const uint8_t *) zmq_msg_data (body->frame));
+        r->body_size = (uint32_t) body->size;
         zmq_msg_init (&r->body);
-        zmq_msg_move (&r->body, body);
+        zmq_msg_move (&r->body, body->frame);
     }
     s_caller_link (p, r);
     if (s_heap_push (self, r)) {
@@ -1224,7 +1253,7 @@ s_on_request (engine_t *self, peer_t *p, sb_header_t *h, zmq_msg_t *body)
 
 /*  REPLY or ERROR from a worker.  */
 static void
-s_on_answer (engine_t *self, peer_t *p, sb_header_t *h, zmq_msg_t *body)
+s_on_answer (engine_t *self, peer_t *p, sb_header_t *h, const body_t *body)
 {
     req_t *r = (h->present & SB_H_REQUEST_ID) ? s_req_lookup (self, h->request_id) : NULL;
     if (!r) {
@@ -1353,24 +1382,8 @@ s_matches (const sub_t *sub, const char *topic)
     return !strncmp (topic, sub->prefix, sub->len);
 }
 
-/*  Sends the event to one peer, copying the body unless it is the last
-    delivery (then moved).  */
 static void
-s_deliver (engine_t *self, peer_t *p, const sb_header_t *h, zmq_msg_t *body)
-{
-    if (body) {
-        zmq_msg_t copy;
-        zmq_msg_init (&copy);
-        zmq_msg_copy (&copy, body);
-        if (s_send (self, p, h, &copy))
-            zmq_msg_close (&copy);
-    }
-    else
-        s_send (self, p, h, NULL);
-}
-
-static void
-s_on_publish (engine_t *self, const sb_header_t *h, zmq_msg_t *body)
+s_on_publish (engine_t *self, const sb_header_t *h, const body_t *body)
 {
     if (!(h->present & SB_H_TOPIC)) {
         s_bad (self, R_MISSING_FIELD);
@@ -1395,7 +1408,7 @@ s_on_publish (engine_t *self, const sb_header_t *h, zmq_msg_t *body)
         if (sub->peer->event_seq == seq || !s_matches (sub, h->topic))
             continue;
         sub->peer->event_seq = seq;
-        s_deliver (self, sub->peer, &out, body);
+        s_send (self, sub->peer, &out, body);
         delivered++;
     }
     for (group_t *g = zhashx_first (self->groups); g; g = zhashx_next (self->groups)) {
@@ -1406,7 +1419,7 @@ s_on_publish (engine_t *self, const sb_header_t *h, zmq_msg_t *body)
                 continue;
             g->rr = index + 1;
             sb_header_set_group (&out, g->name);
-            s_deliver (self, sub->peer, &out, body);
+            s_send (self, sub->peer, &out, body);
             delivered++;
             break;
         }
@@ -1665,14 +1678,14 @@ s_sys_stats (engine_t *self, msgpack_packer *pk)
 #define KEYS_CERTS_MAX 16
 
 static int
-s_sys_keys (engine_t *self, msgpack_packer *pk, zmq_msg_t *body, const char **why)
+s_sys_keys (engine_t *self, msgpack_packer *pk, const body_t *body, const char **why)
 {
     msgpack_unpacked u;
     msgpack_unpacked_init (&u);
     size_t offset = 0;
-    size_t size = body ? zmq_msg_size (body) : 0;
-    if (size == 0 || size > 4096 || sb_wire_check (zmq_msg_data (body), size, 4)
-    ||  msgpack_unpack_next (&u, zmq_msg_data (body), size, &offset) != MSGPACK_UNPACK_SUCCESS
+    size_t size = body ? body->size : 0;
+    if (size == 0 || size > 4096 || sb_wire_check (body->data, size, 4)
+    ||  msgpack_unpack_next (&u, (const char *) body->data, size, &offset) != MSGPACK_UNPACK_SUCCESS
     ||  u.data.type != MSGPACK_OBJECT_MAP) {
         msgpack_unpacked_destroy (&u);
         *why = "sys.keys takes {\"service\": NAME} or {\"key\": 32 bytes}";
@@ -1722,7 +1735,7 @@ s_sys_keys (engine_t *self, msgpack_packer *pk, zmq_msg_t *body, const char **wh
 }
 
 static void
-s_on_sys (engine_t *self, peer_t *p, const sb_header_t *h, zmq_msg_t *body)
+s_on_sys (engine_t *self, peer_t *p, const sb_header_t *h, const body_t *body)
 {
     void (*method) (engine_t *, msgpack_packer *) = NULL;
     bool keys = !strcmp (h->method, "keys");
@@ -1752,10 +1765,14 @@ s_on_sys (engine_t *self, peer_t *p, const sb_header_t *h, zmq_msg_t *body)
         return;
     if (method)
         method (self, &pk);
-    zmq_msg_t reply;
-    if (zmq_msg_init_size (&reply, self->sbuf.size))
-        return;
-    memcpy (zmq_msg_data (&reply), self->sbuf.data, self->sbuf.size);
+    zmq_msg_t frame;
+    body_t reply = { NULL, (const uint8_t *) self->sbuf.data, self->sbuf.size };
+    if (reply.size > SB_INLINE_MAX) {
+        if (zmq_msg_init_size (&frame, reply.size))
+            return;
+        memcpy (zmq_msg_data (&frame), reply.data, reply.size);
+        reply.frame = &frame;
+    }
     sb_header_t out;
     sb_header_init (&out, SB_CMD_REPLY);
     out.request_id = h->request_id;
@@ -1764,8 +1781,9 @@ s_on_sys (engine_t *self, peer_t *p, const sb_header_t *h, zmq_msg_t *body)
         memcpy (out.trace, h->trace, sizeof out.trace);
         out.present |= SB_H_TRACE;
     }
-    if (s_send (self, p, &out, &reply))
-        zmq_msg_close (&reply);
+    s_send (self, p, &out, &reply);
+    if (reply.frame)
+        zmq_msg_close (&frame);
 }
 
 /*  --------------------------------------------------------------------
@@ -1853,12 +1871,12 @@ s_directory_parse (const msgpack_object *o, remote_t *r)
 
 /*  DIRECTORY: replaces what we know of that broker's services.  */
 static void
-s_on_directory (engine_t *self, peer_t *p, zmq_msg_t *body)
+s_on_directory (engine_t *self, peer_t *p, const body_t *body)
 {
     if (!s_cluster_member (self, p))
         return;
-    if (!body || zmq_msg_size (body) > DIRECTORY_MAX
-    ||  sb_wire_check (zmq_msg_data (body), zmq_msg_size (body), SB_DEPTH_MAX)) {
+    if (!body || body->size > DIRECTORY_MAX
+    ||  sb_wire_check (body->data, body->size, SB_DEPTH_MAX)) {
         s_bad (self, body ? R_BAD_BODY : R_MISSING_FIELD);
         return;
     }
@@ -1869,14 +1887,14 @@ s_on_directory (engine_t *self, peer_t *p, zmq_msg_t *body)
     msgpack_unpacked_init (&unpacked);
     size_t offset = 0;
     int rc = -1;
-    if (msgpack_unpack_next (&unpacked, zmq_msg_data (body), zmq_msg_size (body), &offset)
+    if (msgpack_unpack_next (&unpacked, (const char *) body->data, body->size, &offset)
         == MSGPACK_UNPACK_SUCCESS)
         rc = s_directory_parse (&unpacked.data, r);
     msgpack_unpacked_destroy (&unpacked);
     if (rc == 0 && !strcmp (r->id, self->idhex))
         rc = -1;                /* our own id: not another broker */
     if (rc == 0) {
-        r->size = zmq_msg_size (body);
+        r->size = body->size;
         r->body = malloc (r->size);
         if (!r->body)
             rc = -1;
@@ -1887,7 +1905,7 @@ s_on_directory (engine_t *self, peer_t *p, zmq_msg_t *body)
         s_remote_free (&r);
         return;
     }
-    memcpy (r->body, zmq_msg_data (body), r->size);
+    memcpy (r->body, body->data, r->size);
     /*  The same broker over an older session: forget that copy.  */
     for (peer_t *q = zhashx_first (self->peers); q; q = zhashx_next (self->peers))
         if (q != p && q->dir && !strcmp (q->dir->id, r->id))
@@ -1913,10 +1931,20 @@ s_link_send (engine_t *self, cbroker_t *cb, const sb_header_t *h, const void *bo
     if (!cb->link)
         return -1;
     void *sock = zsock_resolve (cb->link);
-    size_t n = sb_header_encode (h, self->hbuf);
-    if (zmq_send (sock, self->hbuf, n, ZMQ_DONTWAIT | (body ? ZMQ_SNDMORE : 0)) < 0)
+    size_t inline_size = body && size <= SB_INLINE_MAX ? size : 0;
+    size_t n = sb_header_encode_inline (h, inline_size, self->hbuf);
+    zmq_msg_t frame;
+    if (zmq_msg_init_size (&frame, n + inline_size))
         return -1;
-    if (body)
+    memcpy (zmq_msg_data (&frame), self->hbuf, n);
+    if (inline_size)
+        memcpy ((uint8_t *) zmq_msg_data (&frame) + n, body, inline_size);
+    bool more = body && !inline_size;
+    if (zmq_msg_send (&frame, sock, ZMQ_DONTWAIT | (more ? ZMQ_SNDMORE : 0)) < 0) {
+        zmq_msg_close (&frame);
+        return -1;
+    }
+    if (more)
         zmq_send (sock, body, size, 0);
     cb->link_sent = self->now;
     return 0;
@@ -2268,7 +2296,7 @@ s_cluster_start (engine_t *self)
 /*  Handles one decoded message from peer p (NULL if unknown).  */
 static void
 s_handle (engine_t *self, peer_t *p, const char *key, zmq_msg_t *id, sb_header_t *h,
-          zmq_msg_t *body)
+          const body_t *body)
 {
     uint32_t command = h->command;
     if (!p) {
@@ -2390,19 +2418,33 @@ s_recv_one (engine_t *self)
     if (p)
         p->last_heard = self->now;
 
-    if (self->args->config.capture && nframes == 2)
-        self->args->config.capture (zmq_msg_data (&self->frames [1]), zmq_msg_size (&self->frames [1]),
-                                    self->args->config.capture_arg);
+    void (*capture) (const void *, size_t, void *) = self->args->config.capture;
+    if (capture && nframes == 2)
+        capture (zmq_msg_data (&self->frames [1]), zmq_msg_size (&self->frames [1]),
+                 self->args->config.capture_arg);
     if (nframes < 1 || nframes > 2)
         s_bad (self, R_FRAMES);
     else {
         sb_header_t h;
         sb_wire_reason_t reason = sb_header_decode (&h, zmq_msg_data (&self->frames [0]),
                                                     zmq_msg_size (&self->frames [0]));
+        body_t body = { NULL, NULL, 0 };
+        if (reason == SB_WIRE_OK && (h.present & SB_H_BODY)) {
+            body = (body_t) { &self->frames [0], h.body, h.body_size };
+            if (capture)
+                capture (body.data, body.size, self->args->config.capture_arg);
+        }
+        else
+        if (nframes == 2)
+            body = (body_t) { &self->frames [1], zmq_msg_data (&self->frames [1]),
+                              zmq_msg_size (&self->frames [1]) };
         if (reason != SB_WIRE_OK)
             s_bad (self, reason);
         else
-            s_handle (self, p, key, &id, &h, nframes == 2 ? &self->frames [1] : NULL);
+        if ((h.present & SB_H_BODY) && nframes == 2)
+            s_bad (self, R_FRAMES);         /* an inline body and a body frame */
+        else
+            s_handle (self, p, key, &id, &h, body.frame ? &body : NULL);
     }
     for (size_t i = 0; i < held; i++)
         zmq_msg_close (&self->frames [i]);

@@ -48,7 +48,8 @@ typedef struct {
     const char *certs_dir;
     const char *revoked;
     /*  Capture hook: when set, called on the broker's thread with every
-        body frame (frame 2) the broker receives, before it is handled;
+        body the broker receives (frame 2, or the inline body field of a
+        header that decodes), before it is handled;
         the data is valid only during the call.  For tests that prove
         what the broker can see (e.g. that sealed bodies hide a canary).
         NULL (the default) costs one branch per message.  */

@@ -67,7 +67,9 @@ const char *sb_link_broker (const sb_link_t *self);
 uint64_t sb_link_bad_frames (const sb_link_t *self);
 
 /*  Sends one message without blocking.  `body` (may be NULL) is moved
-    into libzmq on success and left untouched on failure.  Returns 0, or
+    into libzmq on success and left untouched on failure.  A body of at
+    most SB_INLINE_MAX bytes goes inside the header frame (copied; the msg
+    is emptied on success), a larger one as a second frame.  Returns 0, or
     -1 with errno (EAGAIN: broker not connected or queue full).  */
 int sb_link_send (sb_link_t *self, const sb_header_t *header, zmq_msg_t *body);
 /*  Same with a body copied from bytes (size 0: no body frame).  */
@@ -75,7 +77,8 @@ int sb_link_send_bytes (sb_link_t *self, const sb_header_t *header,
                         const void *data, size_t size);
 
 /*  Reads one message without blocking.  `body` must be initialised
-    (zmq_msg_init) by the caller, who closes it afterwards.  Returns 1
+    (zmq_msg_init) by the caller, who closes it afterwards; it receives
+    the body whether it came inline or as a second frame.  Returns 1
     with header and body filled when the message is for the owner;
     0 when a message was read and handled here (WELCOME, HEARTBEAT, BYE)
     or dropped (bad frames); -1 when nothing was waiting.  */

@@ -1,11 +1,13 @@
 /*  wire.c — header encoder/decoder and the MessagePack pre-scan.
 
-    The header is encoded with a msgpack_packer writing into a caller's
-    fixed buffer, and decoded by a small reader that walks the bytes
+    The header is encoded by writing MessagePack bytes straight into a
+    caller's fixed buffer (every message on every hop is encoded, so no
+    packer callbacks), and decoded by a small reader that walks the bytes
     directly: a flat map of integer keys needs no allocation, and walking
     it ourselves lets every length be checked against the bytes that are
     really there before anything is copied.  Bodies are left to msgpack-c,
-    after sb_wire_check() has proved their declared sizes honest.
+    after sb_wire_check() has proved their declared sizes honest; an
+    inline body is only located (pointer and size), never copied here.
 */
 #include "wire.h"
 
@@ -162,7 +164,12 @@ s_read_bytes (reader_t *r, bool want_bin, const uint8_t **data, size_t *size)
             return -1;
     }
     else
-        return -1;                  /* longer forms never fit a header */
+    if ((!want_bin && t == 0xdb) || (want_bin && t == 0xc6)) {
+        if (s_len (r, 4, &n))           /* any width is allowed; s_take bounds it */
+            return -1;
+    }
+    else
+        return -1;
     if (s_take (r, (size_t) n, data))
         return -1;
     *size = (size_t) n;
@@ -208,12 +215,28 @@ s_header_clear (sb_header_t *h)
     h->name [0] = h->topic [0] = h->text [0] = 0;
 }
 
+static sb_wire_reason_t s_decode (sb_header_t *h, const void *data, size_t size,
+                                   size_t *body_field);
+
 sb_wire_reason_t
 sb_header_decode (sb_header_t *h, const void *data, size_t size)
 {
     s_header_clear (h);
-    if (size > SB_HEADER_MAX)
+    if (size > SB_FRAME_HEADER_MAX)
         return SB_WIRE_OVERSIZED;
+    size_t body_field = 0;
+    sb_wire_reason_t reason = s_decode (h, data, size, &body_field);
+    /*  Past SB_HEADER_MAX only an inline body field may take the room.  */
+    if (size > SB_HEADER_MAX && size - body_field > SB_HEADER_MAX)
+        return SB_WIRE_OVERSIZED;
+    return reason;
+}
+
+/*  Decodes into a cleared header; *body_field is the size of the inline
+    body field (key, tag and bytes) when there is one.  */
+static sb_wire_reason_t
+s_decode (sb_header_t *h, const void *data, size_t size, size_t *body_field)
+{
     if (!data || size == 0)
         return SB_WIRE_MALFORMED;
 
@@ -325,6 +348,19 @@ sb_header_decode (sb_header_t *h, const void *data, size_t size)
                 if (!rc)
                     memcpy (key == SB_K_TRACE ? h->trace : h->span, bytes, len);
                 break;
+            case SB_K_BODY:
+                rc = s_read_bytes (&r, true, &bytes, &len);
+                /*  Measured even when its length is wrong, so that a
+                    too-long body is a bad field rather than oversized.  */
+                if (!rc)
+                    *body_field = (size_t) (r.p - key_start.p);
+                if (!rc && (len == 0 || len > SB_INLINE_MAX || (h->present & SB_H_BODY)))
+                    rc = -1;
+                if (!rc) {
+                    h->body = bytes;
+                    h->body_size = (uint32_t) len;
+                }
+                break;
             case SB_K_KEY_ID:
                 rc = s_read_bytes (&r, true, &bytes, &len);
                 if (!rc && (len == 0 || len > SB_KEYID_MAX))
@@ -358,112 +394,167 @@ sb_header_decode (sb_header_t *h, const void *data, size_t size)
 }
 
 /*  --------------------------------------------------------------------
-    Encoder.  */
+    Encoder: MessagePack written byte by byte, smallest forms first (the
+    same bytes msgpack-c's packer writes).  Field sizes are bounded, so a
+    header always fits SB_HEADER_MAX and no write is checked.  */
 
-typedef struct {
-    uint8_t *buffer;
-    size_t size;
-} fixed_buffer_t;
-
-static int
-s_fixed_write (void *data, const char *buf, size_t len)
+static uint8_t *
+s_put_uint (uint8_t *p, uint64_t v)
 {
-    fixed_buffer_t *fb = data;
-    if (fb->size + len > SB_HEADER_MAX)
-        return -1;
-    memcpy (fb->buffer + fb->size, buf, len);
-    fb->size += len;
-    return 0;
+    if (v < 128)
+        *p++ = (uint8_t) v;
+    else
+    if (v <= UINT8_MAX) {
+        *p++ = 0xcc;
+        *p++ = (uint8_t) v;
+    }
+    else
+    if (v <= UINT16_MAX) {
+        *p++ = 0xcd;
+        *p++ = (uint8_t) (v >> 8);
+        *p++ = (uint8_t) v;
+    }
+    else
+    if (v <= UINT32_MAX) {
+        *p++ = 0xce;
+        for (int shift = 24; shift >= 0; shift -= 8)
+            *p++ = (uint8_t) (v >> shift);
+    }
+    else {
+        *p++ = 0xcf;
+        for (int shift = 56; shift >= 0; shift -= 8)
+            *p++ = (uint8_t) (v >> shift);
+    }
+    return p;
 }
 
-static void
-s_pack_str (msgpack_packer *pk, int key, const char *value)
+/*  The tag of a str (bin false) or bin of len bytes, len < 65536.  */
+static uint8_t *
+s_put_tag (uint8_t *p, bool bin, size_t len)
 {
-    size_t len = strlen (value);
-    msgpack_pack_uint8 (pk, (uint8_t) key);
-    msgpack_pack_str_with_body (pk, value, len);
+    if (!bin && len < 32)
+        *p++ = (uint8_t) (0xa0 | len);
+    else
+    if (len <= UINT8_MAX) {
+        *p++ = bin ? 0xc4 : 0xd9;
+        *p++ = (uint8_t) len;
+    }
+    else {
+        *p++ = bin ? 0xc5 : 0xda;
+        *p++ = (uint8_t) (len >> 8);
+        *p++ = (uint8_t) len;
+    }
+    return p;
 }
 
-static void
-s_pack_bin (msgpack_packer *pk, int key, const uint8_t *value, size_t len)
+static uint8_t *
+s_put_key_uint (uint8_t *p, int key, uint64_t value)
 {
-    msgpack_pack_uint8 (pk, (uint8_t) key);
-    msgpack_pack_bin_with_body (pk, value, len);
+    *p++ = (uint8_t) key;
+    return s_put_uint (p, value);
 }
 
-static void
-s_pack_uint (msgpack_packer *pk, int key, uint64_t value)
+static uint8_t *
+s_put_key_bytes (uint8_t *p, int key, bool bin, const void *value, size_t len)
 {
-    msgpack_pack_uint8 (pk, (uint8_t) key);
-    msgpack_pack_uint64 (pk, value);
+    *p++ = (uint8_t) key;
+    p = s_put_tag (p, bin, len);
+    memcpy (p, value, len);
+    return p + len;
 }
 
-size_t
-sb_header_encode (const sb_header_t *h, uint8_t *buffer)
+static uint8_t *
+s_put_key_str (uint8_t *p, int key, const char *value)
+{
+    return s_put_key_bytes (p, key, false, value, strlen (value));
+}
+
+static size_t
+s_encode (const sb_header_t *h, size_t body_size, uint8_t *buffer)
 {
     /*  Count the pairs first: the map header comes before them.  */
-    const uint32_t p = h->present;
-    unsigned pairs = 2;
-    pairs += (p & SB_H_REQUEST_ID) || h->request_id;
-    pairs += !!(p & SB_H_SERVICE);
-    pairs += !!(p & SB_H_METHOD);
-    pairs += (p & SB_H_TIMEOUT) || h->timeout_ms;
+    const uint32_t pr = h->present;
+    unsigned pairs = 2 + (body_size > 0);
+    pairs += (pr & SB_H_REQUEST_ID) || h->request_id;
+    pairs += !!(pr & SB_H_SERVICE);
+    pairs += !!(pr & SB_H_METHOD);
+    pairs += (pr & SB_H_TIMEOUT) || h->timeout_ms;
     pairs += h->flags != 0;
-    pairs += (p & SB_H_CODE) || h->code;
+    pairs += (pr & SB_H_CODE) || h->code;
     pairs += !!h->text [0];
-    pairs += (p & SB_H_CAPACITY) || h->capacity;
-    pairs += !!(p & SB_H_TOPIC);
-    pairs += !!(p & SB_H_GROUP);
-    pairs += !!(p & SB_H_NAME);
-    pairs += !!(p & SB_H_TRACE);
-    pairs += !!(p & SB_H_SPAN);
+    pairs += (pr & SB_H_CAPACITY) || h->capacity;
+    pairs += !!(pr & SB_H_TOPIC);
+    pairs += !!(pr & SB_H_GROUP);
+    pairs += !!(pr & SB_H_NAME);
+    pairs += !!(pr & SB_H_TRACE);
+    pairs += !!(pr & SB_H_SPAN);
     pairs += h->key_id_size > 0;
     pairs += h->heartbeat_ms != 0;
     pairs += h->hops != 0;
     pairs += h->instance != 0;
 
-    fixed_buffer_t fb = { buffer, 0 };
-    msgpack_packer pk;
-    msgpack_packer_init (&pk, &fb, s_fixed_write);
-    msgpack_pack_map (&pk, pairs);
-    s_pack_uint (&pk, SB_K_VERSION, h->version ? h->version : SB_PROTOCOL_VERSION);
-    s_pack_uint (&pk, SB_K_COMMAND, h->command);
-    if ((p & SB_H_REQUEST_ID) || h->request_id)
-        s_pack_uint (&pk, SB_K_REQUEST_ID, h->request_id);
-    if (p & SB_H_SERVICE)
-        s_pack_str (&pk, SB_K_SERVICE, h->service);
-    if (p & SB_H_METHOD)
-        s_pack_str (&pk, SB_K_METHOD, h->method);
-    if ((p & SB_H_TIMEOUT) || h->timeout_ms)
-        s_pack_uint (&pk, SB_K_TIMEOUT, h->timeout_ms);
+    uint8_t *p = buffer;
+    if (pairs < 16)
+        *p++ = (uint8_t) (0x80 | pairs);
+    else {
+        *p++ = 0xde;
+        *p++ = 0;
+        *p++ = (uint8_t) pairs;
+    }
+    p = s_put_key_uint (p, SB_K_VERSION, h->version ? h->version : SB_PROTOCOL_VERSION);
+    p = s_put_key_uint (p, SB_K_COMMAND, h->command);
+    if ((pr & SB_H_REQUEST_ID) || h->request_id)
+        p = s_put_key_uint (p, SB_K_REQUEST_ID, h->request_id);
+    if (pr & SB_H_SERVICE)
+        p = s_put_key_str (p, SB_K_SERVICE, h->service);
+    if (pr & SB_H_METHOD)
+        p = s_put_key_str (p, SB_K_METHOD, h->method);
+    if ((pr & SB_H_TIMEOUT) || h->timeout_ms)
+        p = s_put_key_uint (p, SB_K_TIMEOUT, h->timeout_ms);
     if (h->flags)
-        s_pack_uint (&pk, SB_K_FLAGS, h->flags);
-    if ((p & SB_H_CODE) || h->code)
-        s_pack_uint (&pk, SB_K_CODE, h->code);
+        p = s_put_key_uint (p, SB_K_FLAGS, h->flags);
+    if ((pr & SB_H_CODE) || h->code)
+        p = s_put_key_uint (p, SB_K_CODE, h->code);
     if (h->text [0])
-        s_pack_str (&pk, SB_K_TEXT, h->text);
-    if ((p & SB_H_CAPACITY) || h->capacity)
-        s_pack_uint (&pk, SB_K_CAPACITY, h->capacity);
-    if (p & SB_H_TOPIC)
-        s_pack_str (&pk, SB_K_TOPIC, h->topic);
-    if (p & SB_H_GROUP)
-        s_pack_str (&pk, SB_K_GROUP, h->group);
-    if (p & SB_H_NAME)
-        s_pack_str (&pk, SB_K_NAME, h->name);
-    if (p & SB_H_TRACE)
-        s_pack_bin (&pk, SB_K_TRACE, h->trace, 16);
-    if (p & SB_H_SPAN)
-        s_pack_bin (&pk, SB_K_SPAN, h->span, 8);
+        p = s_put_key_str (p, SB_K_TEXT, h->text);
+    if ((pr & SB_H_CAPACITY) || h->capacity)
+        p = s_put_key_uint (p, SB_K_CAPACITY, h->capacity);
+    if (pr & SB_H_TOPIC)
+        p = s_put_key_str (p, SB_K_TOPIC, h->topic);
+    if (pr & SB_H_GROUP)
+        p = s_put_key_str (p, SB_K_GROUP, h->group);
+    if (pr & SB_H_NAME)
+        p = s_put_key_str (p, SB_K_NAME, h->name);
+    if (pr & SB_H_TRACE)
+        p = s_put_key_bytes (p, SB_K_TRACE, true, h->trace, 16);
+    if (pr & SB_H_SPAN)
+        p = s_put_key_bytes (p, SB_K_SPAN, true, h->span, 8);
     if (h->key_id_size)
-        s_pack_bin (&pk, SB_K_KEY_ID, h->key_id, h->key_id_size);
+        p = s_put_key_bytes (p, SB_K_KEY_ID, true, h->key_id, h->key_id_size);
     if (h->heartbeat_ms)
-        s_pack_uint (&pk, SB_K_HEARTBEAT, h->heartbeat_ms);
+        p = s_put_key_uint (p, SB_K_HEARTBEAT, h->heartbeat_ms);
     if (h->hops)
-        s_pack_uint (&pk, SB_K_HOPS, h->hops);
+        p = s_put_key_uint (p, SB_K_HOPS, h->hops);
     if (h->instance)
-        s_pack_uint (&pk, SB_K_INSTANCE, h->instance);
-    /*  Field sizes are bounded so the sum always fits SB_HEADER_MAX.  */
-    return fb.size;
+        p = s_put_key_uint (p, SB_K_INSTANCE, h->instance);
+    if (body_size) {
+        /*  Last, so that the caller appends the bytes.  */
+        *p++ = SB_K_BODY;
+        p = s_put_tag (p, true, body_size);
+    }
+    return (size_t) (p - buffer);
+}
+
+size_t
+sb_header_encode (const sb_header_t *h, uint8_t *buffer)
+{
+    return s_encode (h, 0, buffer);
+}
+
+size_t
+sb_header_encode_inline (const sb_header_t *h, size_t body_size, uint8_t *buffer)
+{
+    return s_encode (h, body_size, buffer);
 }
 
 void

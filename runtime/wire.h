@@ -1,9 +1,13 @@
 /*  wire.h — the Switchboard message header: its fields, encoder, decoder.
 
     Every message between a peer and a broker is one or two ZeroMQ frames:
-    a small MessagePack header, then an optional body.  Brokers decode the
-    header only; bodies travel as opaque frames (see docs/protocol.md, which
-    this file implements and which must change with it).
+    a small MessagePack header, then an optional body.  A body of at most
+    SB_INLINE_MAX bytes travels inside the header frame, as its `body`
+    field (one frame per message: each frame costs libzmq work, and a
+    CURVE box, on every hop); a larger one is a second frame.  Brokers
+    decode the header only; bodies travel as opaque bytes (see
+    docs/protocol.md, which this file implements and which must change
+    with it).
 
     The header is a MessagePack map whose keys are small unsigned integers
     (SB_K_*).  Unknown keys are skipped, so new fields never break old
@@ -11,7 +15,8 @@
 
     The decoder never trusts its input: sizes and types are checked, strings
     are bounded and copied into the fixed-size fields of sb_header_t, so a
-    decoded header owns no memory and borrows nothing from its frame.
+    decoded header owns no memory and borrows nothing from its frame but
+    the inline body (`body`, valid only while the frame is).
 
     Also here: sb_wire_check(), a linear pre-scan that rejects MessagePack
     whose declared array/map/str sizes exceed the bytes present or whose
@@ -25,7 +30,11 @@
 #define SB_PROTOCOL_VERSION 1
 
 /*  Limits (also in docs/protocol.md).  */
-#define SB_HEADER_MAX 2048              /* bytes in a header frame */
+#define SB_HEADER_MAX 2048              /* bytes in a header frame, inline body field aside */
+#define SB_INLINE_MAX 4096              /* bytes of a body sent inside the header frame */
+/*  Largest header frame: the header, then the body field (a key byte, a
+    bin tag of at most 5 bytes, the body).  */
+#define SB_FRAME_HEADER_MAX (SB_HEADER_MAX + 6 + SB_INLINE_MAX)
 #define SB_NAME_MAX 64                  /* service, method, group, peer names */
 #define SB_TOPIC_MAX 255
 #define SB_TEXT_MAX 255                 /* error message */
@@ -72,7 +81,8 @@ typedef enum {
     SB_K_HEARTBEAT = 16,    /* uint: WELCOME: heartbeat interval in ms */
     SB_K_HOPS = 17,         /* uint: broker-to-broker hops taken */
     SB_K_INSTANCE = 18,     /* uint: READY: instance number */
-    SB_K_MAX = 18
+    SB_K_BODY = 19,         /* bin 1..SB_INLINE_MAX: the body, inline */
+    SB_K_MAX = 19
 } sb_key_t;
 
 /*  Flags.  */
@@ -94,6 +104,7 @@ typedef enum {
 #define SB_H_TRACE (1u << SB_K_TRACE)
 #define SB_H_SPAN (1u << SB_K_SPAN)
 #define SB_H_KEY_ID (1u << SB_K_KEY_ID)
+#define SB_H_BODY (1u << SB_K_BODY)
 
 typedef struct {
     uint32_t present;           /* SB_H_* bits of the optional fields seen */
@@ -111,6 +122,10 @@ typedef struct {
     uint8_t span [8];
     uint8_t key_id [SB_KEYID_MAX];
     uint8_t key_id_size;
+    /*  The inline body as decoded: points into the decoded frame.  Never
+        written by the encoder (see sb_header_encode_inline).  */
+    const uint8_t *body;
+    uint32_t body_size;
     /*  Strings last, `service` first: the decoder clears everything before
         `service` and only the first byte of each string.  */
     char service [SB_NAME_MAX + 1];
@@ -125,7 +140,7 @@ typedef struct {
 typedef enum {
     SB_WIRE_OK = 0,
     SB_WIRE_MALFORMED,          /* not a MessagePack map, truncated, trailing bytes */
-    SB_WIRE_OVERSIZED,          /* header frame longer than SB_HEADER_MAX */
+    SB_WIRE_OVERSIZED,          /* header frame too long (SB_HEADER_MAX, inline body aside) */
     SB_WIRE_BAD_VERSION,        /* missing or other major version */
     SB_WIRE_BAD_COMMAND,        /* missing or unknown command */
     SB_WIRE_BAD_FIELD,          /* a known field with the wrong type or size */
@@ -147,11 +162,20 @@ int sb_header_set_name (sb_header_t *header, const char *name);
 void sb_header_set_text (sb_header_t *header, const char *text);
 
 /*  Encodes into buffer (which must hold SB_HEADER_MAX bytes); returns the
-    encoded size.  Only present fields, and non-zero scalars, are written.  */
+    encoded size.  Only present fields, and non-zero scalars, are written;
+    never the inline body.  Writes bytes directly: no allocation.  */
 size_t sb_header_encode (const sb_header_t *header, uint8_t *buffer);
 
+/*  The same, for a frame that carries a body of body_size bytes (1..
+    SB_INLINE_MAX, which the caller checks) inline: the header ends with the body field's key and
+    bin tag, and the caller appends the body_size bytes right after the
+    returned size.  The buffer must hold SB_HEADER_MAX bytes.  */
+size_t sb_header_encode_inline (const sb_header_t *header, size_t body_size, uint8_t *buffer);
+
 /*  Decodes a header frame.  Returns SB_WIRE_OK or the reason for refusal.
-    The header is fully overwritten either way.  */
+    The header is fully overwritten either way.  A frame longer than
+    SB_HEADER_MAX is refused as oversized unless all of it but a
+    well-formed inline body field fits SB_HEADER_MAX.  */
 sb_wire_reason_t sb_header_decode (sb_header_t *header, const void *data, size_t size)
     SB_WARN_UNUSED;
 

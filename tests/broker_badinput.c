@@ -1,7 +1,7 @@
 /*  broker_badinput.t — what a broker does with input it cannot use:
     garbage, too many frames, truncated, oversized and wrong-version
-    headers, unknown commands, bad READY bodies, forged replies, and a
-    frame past ZMQ_MAXMSGSIZE.  Each is counted in sys.stats and the broker
+    headers, unknown commands, bad READY bodies, inline bodies of the
+    wrong type or size, forged replies, and a frame past ZMQ_MAXMSGSIZE.  Each is counted in sys.stats and the broker
     keeps serving a well-behaved peer.  */
 #include "broker_peer.h"
 
@@ -116,6 +116,68 @@ main (void)
     z [0] = sb_header_encode (&h, header);
     d [1] = "\x81\xa7methods\x90"; z [1] = 10;
     s_bad ("READY for the reserved service sys", "reserved", 2, d, z, broker);
+
+    /*  Inline bodies (the body field, key 19) that are not a bin of
+        1..SB_INLINE_MAX bytes, or that come with a body frame too.  */
+    static uint8_t frame [SB_FRAME_HEADER_MAX];
+    sb_header_init (&h, SB_CMD_REQUEST);
+    h.request_id = 4242;
+    h.present |= SB_H_REQUEST_ID;
+    sb_header_set_service (&h, "echo");
+    sb_header_set_method (&h, "echo");
+    size_t n = sb_header_encode_inline (&h, 2, frame);       /* ... 0x13 0xc4 0x02 */
+    frame [n - 2] = 0xa2;                                   /* ... 0x13 0xa2 'h' 'i' */
+    frame [n - 1] = 'h';
+    frame [n] = 'i';
+    d [0] = frame; z [0] = n + 1;
+    s_bad ("inline body given as a str", "bad_field", 1, d, z, broker);
+    n = sb_header_encode_inline (&h, 1, frame);             /* ... 0x13 0xc4 0x01 */
+    frame [n - 1] = 0;
+    d [0] = frame; z [0] = n;
+    s_bad ("empty inline body", "bad_field", 1, d, z, broker);
+    n = sb_header_encode_inline (&h, SB_INLINE_MAX, frame); /* ... 0x13 0xc5 0x10 0x00 */
+    frame [n - 1] = 1;
+    memset (frame + n, 0xc0, SB_INLINE_MAX + 1);
+    d [0] = frame; z [0] = n + SB_INLINE_MAX + 1;
+    s_bad ("inline body of SB_INLINE_MAX + 1 bytes", "bad_field", 1, d, z, broker);
+    n = sb_header_encode_inline (&h, 1, frame);
+    frame [n] = 0xc0;
+    d [0] = frame; z [0] = n + 1;
+    d [1] = "\xc0"; z [1] = 1;
+    s_bad ("inline body and a body frame at once", "frames", 2, d, z, broker);
+
+    /*  Both body forms are accepted; small bodies are passed on inline
+        whichever way they came, large ones as a second frame.  */
+    sb_header_init (&h, SB_CMD_REQUEST);
+    h.request_id = 31;
+    h.present |= SB_H_REQUEST_ID;
+    sb_header_set_service (&h, "echo");
+    sb_header_set_method (&h, "echo");
+    h.timeout_ms = 5000;
+    bp_send_frames (client, &h, "\xa3two", 4);
+    bool got = bp_recv (worker, &m, BP_WAIT) == 0 && m.h.command == SB_CMD_REQUEST;
+    tap_ok (got && m.inline_body && m.size == 4 && !memcmp (m.body, "\xa3two", 4),
+            "a small body sent as a second frame reaches the worker inline");
+    sb_header_init (&h, SB_CMD_REPLY);
+    h.request_id = got ? m.h.request_id : 0;
+    h.present |= SB_H_REQUEST_ID;
+    bp_send_frames (worker, &h, "\xa3owt", 4);
+    tap_ok (bp_recv (client, &m, BP_WAIT) == 0 && m.h.request_id == 31 && m.inline_body
+            && m.size == 4 && !memcmp (m.body, "\xa3owt", 4), "and so does a reply sent that way");
+    static char large [SB_INLINE_MAX + 1000];
+    large [0] = (char) 0xc5;                                /* bin 16 of the rest */
+    large [1] = (char) ((sizeof large - 3) >> 8);
+    large [2] = (char) ((sizeof large - 3) & 0xff);
+    for (size_t i = 3; i < sizeof large; i++)
+        large [i] = (char) i;
+    bp_request (client, 32, "echo", "echo", 5000, 0, large, sizeof large);
+    got = bp_recv (worker, &m, BP_WAIT) == 0 && m.h.command == SB_CMD_REQUEST;
+    tap_ok (got && !m.inline_body && m.size == sizeof large && !memcmp (m.body, large, sizeof large),
+            "a body past SB_INLINE_MAX travels as a second frame, byte for byte");
+    bp_reply (worker, got ? m.h.request_id : 0, large, sizeof large);
+    tap_ok (bp_recv (client, &m, BP_WAIT) == 0 && m.h.request_id == 32 && !m.inline_body
+            && m.size == sizeof large && !memcmp (m.body, large, sizeof large),
+            "and its reply too");
 
     /*  A REPLY for a request the sender does not hold.  */
     bp_request (client, 5, "echo", "echo", 5000, 0, "\xc0", 1);

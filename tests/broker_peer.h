@@ -20,6 +20,7 @@ typedef struct {
     sb_header_t h;
     size_t size;                /* body size; 0 and !has_body when absent */
     bool has_body;
+    bool inline_body;           /* it came inside the header frame */
     char body [65536];
 } bp_msg_t;
 
@@ -53,9 +54,9 @@ bp_connect (sb_broker_t *broker)
     return sock;
 }
 
-/*  Sends a header and an optional body (body NULL: one frame).  */
+/*  Sends a header and an optional body as two frames (body NULL: one).  */
 static inline int
-bp_send (zsock_t *sock, const sb_header_t *h, const void *body, size_t size)
+bp_send_frames (zsock_t *sock, const sb_header_t *h, const void *body, size_t size)
 {
     uint8_t buf [SB_HEADER_MAX];
     size_t n = sb_header_encode (h, buf);
@@ -65,6 +66,20 @@ bp_send (zsock_t *sock, const sb_header_t *h, const void *body, size_t size)
     if (body && zmq_send (s, body, size, 0) < 0)
         return -1;
     return 0;
+}
+
+/*  Sends a header and an optional body as a sender should: a body of
+    1..SB_INLINE_MAX bytes inside the header frame, a larger one as a
+    second frame.  */
+static inline int
+bp_send (zsock_t *sock, const sb_header_t *h, const void *body, size_t size)
+{
+    if (!body || size == 0 || size > SB_INLINE_MAX)
+        return bp_send_frames (sock, h, body, size);
+    static uint8_t frame [SB_FRAME_HEADER_MAX];
+    size_t n = sb_header_encode_inline (h, size, frame);
+    memcpy (frame + n, body, size);
+    return zmq_send (zsock_resolve (sock), frame, n + size, 0) < 0 ? -1 : 0;
 }
 
 /*  Sends raw frames: count frames of given data and sizes.  */
@@ -126,12 +141,21 @@ bp_recv_any (zsock_t *sock, bp_msg_t *m, int timeout_ms, bool skip_heartbeats)
         zframe_t *body = zmsg_next (msg);
         int rc = sb_header_decode (&m->h, zframe_data (header), zframe_size (header)) == SB_WIRE_OK
                  ? 0 : -1;
-        m->has_body = body != NULL;
+        m->inline_body = rc == 0 && (m->h.present & SB_H_BODY);
+        m->has_body = body != NULL || m->inline_body;
         m->size = 0;
+        if (m->inline_body) {
+            if (body)
+                rc = -1;            /* both forms at once: not a valid message */
+            m->size = m->h.body_size;
+            memcpy (m->body, m->h.body, m->size);
+        }
+        else
         if (body && zframe_size (body) <= sizeof m->body) {
             m->size = zframe_size (body);
             memcpy (m->body, zframe_data (body), m->size);
         }
+        m->h.body = NULL;           /* it pointed into the frame */
         zmsg_destroy (&msg);
         if (rc)
             return -1;

@@ -75,6 +75,70 @@ main (void)
     memset (big, 0, sizeof big);
     tap_is_int (s_decode_bytes (big, sizeof big), SB_WIRE_OVERSIZED, "oversized frame");
 
+    /*  Inline bodies: the body field comes last, the caller appends it.  */
+    static uint8_t frame [SB_FRAME_HEADER_MAX + 16];
+    uint8_t body [SB_INLINE_MAX + 1];
+    for (size_t i = 0; i < sizeof body; i++)
+        body [i] = (uint8_t) (i * 7);
+    sb_header_init (&in, SB_CMD_REPLY);
+    in.request_id = 9;
+    size = sb_header_encode_inline (&in, 64, frame);
+    memcpy (frame + size, body, 64);
+    tap_is_int (sb_header_decode (&out, frame, size + 64), SB_WIRE_OK, "inline body of 64 bytes decodes");
+    tap_ok ((out.present & SB_H_BODY) && out.body_size == 64 && out.body == frame + size
+            && out.request_id == 9, "the body is located in place, not copied (%u bytes)", out.body_size);
+    tap_ok (sb_wire_check (frame, size + 64, SB_DEPTH_MAX) == 0, "an inline frame is one MessagePack map");
+    size = sb_header_encode_inline (&in, SB_INLINE_MAX, frame);
+    memcpy (frame + size, body, SB_INLINE_MAX);
+    tap_ok (size + SB_INLINE_MAX > SB_HEADER_MAX
+            && sb_header_decode (&out, frame, size + SB_INLINE_MAX) == SB_WIRE_OK
+            && out.body_size == SB_INLINE_MAX && !memcmp (out.body, body, SB_INLINE_MAX),
+            "a body of SB_INLINE_MAX bytes: the frame may pass SB_HEADER_MAX");
+    size = sb_header_encode (&in, buf);
+    tap_ok (sb_header_decode (&out, buf, size) == SB_WIRE_OK && !(out.present & SB_H_BODY)
+            && out.body == NULL && out.body_size == 0, "no body field: no body");
+
+    /*  {0: 1, 1: 5, 19: <value>} by hand.  */
+    static const uint8_t head [] = { 0x83, 0x00, 0x01, 0x01, 0x05, 0x13 };
+    memcpy (frame, head, sizeof head);
+    frame [6] = 0xa2; frame [7] = 'h'; frame [8] = 'i';
+    tap_is_int (sb_header_decode (&out, frame, 9), SB_WIRE_BAD_FIELD, "inline body as a str: bad_field");
+    frame [6] = 0x05;
+    tap_is_int (sb_header_decode (&out, frame, 7), SB_WIRE_BAD_FIELD, "inline body as an int: bad_field");
+    frame [6] = 0xc4; frame [7] = 0;
+    tap_is_int (sb_header_decode (&out, frame, 8), SB_WIRE_BAD_FIELD, "empty inline body: bad_field");
+    frame [6] = 0xc5; frame [7] = (SB_INLINE_MAX + 1) >> 8; frame [8] = (SB_INLINE_MAX + 1) & 0xff;
+    memset (frame + 9, 0, SB_INLINE_MAX + 1);
+    tap_is_int (sb_header_decode (&out, frame, 9 + SB_INLINE_MAX + 1), SB_WIRE_BAD_FIELD,
+                "inline body of SB_INLINE_MAX + 1 bytes: bad_field");
+    tap_is_int (sb_header_decode (&out, frame, 9 + 100), SB_WIRE_MALFORMED,
+                "inline body claiming more bytes than the frame has: malformed");
+    frame [6] = 0xc6; frame [7] = 0; frame [8] = 0; frame [9] = 0; frame [10] = 3;
+    memcpy (frame + 11, "abc", 3);
+    tap_ok (sb_header_decode (&out, frame, 14) == SB_WIRE_OK && out.body_size == 3
+            && !memcmp (out.body, "abc", 3), "a bin 32 tag is accepted too");
+    /*  Two body fields.  */
+    static const uint8_t twice [] = { 0x84, 0x00, 0x01, 0x01, 0x05, 0x13, 0xc4, 0x01, 0x61,
+                                      0x13, 0xc4, 0x01, 0x62 };
+    tap_is_int (sb_header_decode (&out, twice, sizeof twice), SB_WIRE_BAD_FIELD, "two body fields: bad_field");
+    /*  The header proper may not grow past SB_HEADER_MAX beside a body:
+        an unknown key 63 with 2100 bytes of str, then a 10-byte body.  */
+    uint8_t *p = frame;
+    *p++ = 0x84; *p++ = 0x00; *p++ = 0x01; *p++ = 0x01; *p++ = 0x05;
+    *p++ = 0x3f; *p++ = 0xda; *p++ = 2100 >> 8; *p++ = 2100 & 0xff;
+    memset (p, 'x', 2100);
+    p += 2100;
+    *p++ = 0x13; *p++ = 0xc4; *p++ = 10;
+    memset (p, 1, 10);
+    p += 10;
+    tap_is_int (sb_header_decode (&out, frame, (size_t) (p - frame)), SB_WIRE_OVERSIZED,
+                "2100 bytes of header beside an inline body: oversized");
+    memset (frame, 0x90, SB_FRAME_HEADER_MAX + 1);
+    tap_is_int (sb_header_decode (&out, frame, SB_FRAME_HEADER_MAX + 1), SB_WIRE_OVERSIZED,
+                "a frame past SB_FRAME_HEADER_MAX: oversized");
+    tap_is_int (sb_header_decode (&out, frame, SB_HEADER_MAX + 100), SB_WIRE_OVERSIZED,
+                "past SB_HEADER_MAX without a body field: oversized");
+
     /*  Pre-scan.  */
     tap_ok (sb_wire_check ("\xdd\x7f\xff\xff\xff\x01", 6, 32) == -1, "array claiming 2^31 items");
     tap_ok (sb_wire_check ("\xdb\x00\x01\x00\x00x", 6, 32) == -1, "str claiming 64 KiB");
