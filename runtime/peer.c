@@ -1168,7 +1168,11 @@ sb_peer_tick (sb_peer_t *self)
     if (now < self->next_deadline)
         return failed_over;
 
-    /*  Collect first, deliver after: callbacks may start new calls.  */
+    /*  Collect first, take them all out of the table, deliver after:
+        callbacks may start new calls, or wait on the peer again (a
+        blocking call made from an async callback), and that inner tick
+        must not find, answer and free the calls still to be answered
+        here.  */
     zlistx_t *expired = zlistx_new ();
     self->next_deadline = INT64_MAX;
     for (s_call_t *call = zhashx_first (self->calls); call; call = zhashx_next (self->calls)) {
@@ -1178,10 +1182,11 @@ sb_peer_tick (sb_peer_t *self)
         if (call->deadline < self->next_deadline)
             self->next_deadline = call->deadline;
     }
+    for (s_call_t *call = zlistx_first (expired); call; call = zlistx_next (expired))
+        s_unlink_call (self, call);
     int answered = failed_over;
     s_call_t *call;
     while ((call = zlistx_detach (expired, NULL))) {
-        s_unlink_call (self, call);
         sb_error_t err;
         sb_error_set (&err, SB_E_TIMEOUT, "no answer from %s.%s within %d ms",
                       call->service, call->method, call->timeout_ms);

@@ -66,6 +66,25 @@ s_answer (const msgpack_object *body, const sb_error_t *err, void *arg)
         a->value = fb_int (body);
 }
 
+/*  An async callback that makes a blocking call of its own.  */
+typedef struct {
+    sb_client_t *client;
+    int calls;
+    sb_code_t inner_code;
+} nested_t;
+
+static void
+s_nested_call (const msgpack_object *body, const sb_error_t *err, void *arg)
+{
+    nested_t *self = arg;
+    self->calls++;
+    sb_reply_t *reply = NULL;
+    sb_error_t inner = { 0 };
+    if (sb_client_call (self->client, "echo2", "echo", NULL, 0, 50, &reply, &inner) == -1)
+        self->inner_code = inner.code;
+    sb_reply_destroy (&reply);
+}
+
 #define MANY 1000
 static int s_answers [MANY];
 static int s_wrong;
@@ -298,6 +317,23 @@ s_nobody_tests (void)
     tap_ok (sb_client_call (client, "bad name", "echo", NULL, 0, 100, &reply, &err) == -1
          && err.code == SB_E_BAD_REQUEST, "a bad service name is refused locally");
     tap_ok (sb_client_publish (client, "news.x", NULL, 0) == -1, "publish with no live broker fails");
+    /*  A callback that makes a blocking call while other calls time out
+        in the same pass: each of those is still answered exactly once.  */
+    nested_t nested = { .client = client };
+    answer_t b = { 0 }, c = { 0 };
+    tap_ok (sb_client_call_async (client, "echo2", "echo", NULL, 0, 100, s_nested_call, &nested, &err) == 0
+         && sb_client_call_async (client, "echo2", "echo", NULL, 0, 100, s_answer, &b, &err) == 0
+         && sb_client_call_async (client, "echo2", "echo", NULL, 0, 100, s_answer, &c, &err) == 0,
+            "three async calls that time out together");
+    zclock_sleep (150);
+    start = zclock_mono ();
+    while (zclock_mono () - start < 600)
+        sb_client_dispatch (client, 50);
+    tap_ok (nested.calls == 1 && nested.inner_code == SB_E_TIMEOUT && b.calls == 1 && c.calls == 1
+         && b.err.code == SB_E_TIMEOUT && c.err.code == SB_E_TIMEOUT,
+            "a blocking call inside a timeout callback: every call answered once (%d, %d, %d)",
+            nested.calls, b.calls, c.calls);
+
     /*  Destroying the client answers what is still in flight.  */
     answer_t late1 = { 0 }, late2 = { 0 };
     tap_ok (sb_client_call_async (client, "echo2", "echo", NULL, 0, 60000, s_answer, &late1, &err) == 0
