@@ -185,8 +185,11 @@ sb_cli_client (const char *cmd, const char *endpoints, int timeout_ms)
         return NULL;
     }
     if (cluster.beacon && !endpoints) {
-        /*  Beacons only: wait a bounded time for the first broker.  */
+        /*  Beacons only: wait a bounded time for the first broker.  The
+            ping changes nothing, so a broker lost while it is in flight
+            has it retried on another broker, not failed.  */
         sb_reply_t *reply = NULL;
+        sb_client_idempotent (client, "sys", "ping");
         if (sb_client_call (client, "sys", "ping", "\xc0", 1, SB_CLI_DISCOVERY_MS,
                             &reply, &err) == -1) {
             fprintf (stderr, "sb %s: no broker of cluster '%s' answered within %d ms "

@@ -122,11 +122,14 @@ THROUGH=$((AFTER - BEFORE - 1))
 diag "restarted broker 1 routed $THROUGH calls of the running caller in 3 s"
 [ "$THROUGH" -ge 10 ] && kill -0 $RJ_PID 2>/dev/null
 ok $? "the running caller uses the restarted broker ($THROUGH calls in 3 s)"
+# Stopped with SIGTERM: the call it was making then is reported
+# "interrupted", which is not a failure of the cluster.
 kill $RJ_PID 2>/dev/null
 wait $RJ_PID 2>/dev/null
 ANSWERED=$(grep -c '^"rj"$' "$SB_TMP/rj.out")
+FAILED=$(grep -v 'interrupted while calling' "$SB_TMP/rj.err")
 diag "the running caller: $ANSWERED calls answered before it was stopped"
-[ ! -s "$SB_TMP/rj.err" ] && [ "$ANSWERED" -gt 100 ]
-ok $? "none of its calls failed across the kill and the restart ($(head -c 200 "$SB_TMP/rj.err"))"
+[ -z "$FAILED" ] && [ "$ANSWERED" -gt 100 ]
+ok $? "none of its calls failed across the kill and the restart ($(printf '%s' "$FAILED" | head -c 200))"
 
 done_testing
