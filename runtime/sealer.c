@@ -22,6 +22,7 @@
 #define S_RETRY_MS 10000                /* a caller that failed verification is looked up again after */
 #define S_LOG_FIRST 10                  /* refusals logged per reason before thinning out */
 #define S_CONTEXT_MAX 255
+#define S_SCRATCH_KEEP (1024 * 1024)    /* a larger scratch buffer is freed after use */
 
 enum { S_NONE, S_LOOKUP, S_KNOWN, S_FAILED };
 
@@ -251,6 +252,19 @@ s_scratch (sb_sealer_t *self, size_t need)
     return self->scratch;
 }
 
+/*  After a large body: the buffer is wiped (it held plaintext) and, past
+    S_SCRATCH_KEEP, given back rather than kept for the process's life.  */
+static void
+s_scratch_done (sb_sealer_t *self)
+{
+    if (self->scratch_size > S_SCRATCH_KEEP) {
+        sodium_memzero (self->scratch, self->scratch_size);
+        free (self->scratch);
+        self->scratch = NULL;
+        self->scratch_size = 0;
+    }
+}
+
 static void
 s_hex (const uint8_t pk [SB_KEY_SIZE], char hex [2 * SB_KEY_SIZE + 1])
 {
@@ -279,6 +293,7 @@ sb_sealer_seal (sb_sealer_t *self, const uint8_t pk [SB_KEY_SIZE],
     size_t sealed_size = 0;
     sb_seal_status_t status = sb_seal_box (self->seal, pk, buffer, inner, zmq_msg_data (out),
                                            zmq_msg_size (out), &sealed_size, err);
+    s_scratch_done (self);
     if (status != SB_SEAL_OK) {
         zmq_msg_close (out);
         return -1;
@@ -305,20 +320,26 @@ s_open (sb_sealer_t *self, sb_seal_t *seal, const uint8_t pk [SB_KEY_SIZE],
     sb_seal_status_t status = sb_seal_open (seal, pk, SB_KEY_SIZE, zmq_msg_data (body), size,
                                             buffer, self->scratch_size, &inner, &why);
     if (status != SB_SEAL_OK) {
+        s_scratch_done (self);
         sb_sealer_reason_t reason = s_reason (status);
         return s_refuse (self, reason, reason == SB_SEALER_UNKNOWN_KEY ? SB_E_UNAUTHORIZED
                                                                        : SB_E_BAD_REQUEST,
                          err, "%s refused: %s: %s", what, s_reason_names [reason], why.text);
     }
     if (inner < 1 || buffer [0] != context_size || inner < 1 + context_size
-    ||  memcmp (buffer + 1, context, context_size) != 0)
+    ||  memcmp (buffer + 1, context, context_size) != 0) {
+        s_scratch_done (self);
         return s_refuse (self, SB_SEALER_TAMPERED, SB_E_BAD_REQUEST, err,
                          "%s refused: tampered (sealed for another %s)", what,
                          context_size == SB_SEAL_NONCE_SIZE ? "request" : "name");
+    }
     size_t n = inner - 1 - context_size;
-    if (zmq_msg_init_size (plain, n))
+    int rc = zmq_msg_init_size (plain, n);
+    if (rc == 0)
+        memcpy (zmq_msg_data (plain), buffer + 1 + context_size, n);
+    s_scratch_done (self);
+    if (rc)
         return sb_error_set (err, SB_E_INTERNAL, "out of memory");
-    memcpy (zmq_msg_data (plain), buffer + 1 + context_size, n);
     s_count (&self->counters.opened);
     return 0;
 }

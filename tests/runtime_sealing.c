@@ -16,6 +16,7 @@
     a broker handing out a key that the authority did not certify for the
     service is not believed.  Every wait is bounded.
 */
+#define _GNU_SOURCE                     /* memmem */
 #include "broker.h"
 #include "cert.h"
 #include "instance.h"
@@ -52,6 +53,7 @@ static int s_skip;                      /* S_TAMPER: big bodies to let pass firs
 static int s_altered;                   /* frames altered so far */
 static uint8_t s_recorded [4096];       /* S_REPLAY: the first big body */
 static size_t s_recorded_size;
+static bool s_big_leak;                 /* a frame too large to record showed BIG-CANARY */
 
 /*  The broker's thread, for every body frame it receives.  The frame is
     the broker's own received message, so writing to it is what a broker
@@ -66,6 +68,9 @@ s_capture (const void *body, size_t size, void *arg)
         memcpy (s_seen + s_seen_size, body, size);
         s_seen_size += size;
     }
+    else
+    if (memmem (body, size, "BIG-CANARY", 10))
+        s_big_leak = true;
     uint8_t *bytes = (uint8_t *) body;
     if (size >= S_BIG && s_mode == S_TAMPER) {
         if (s_skip-- == 0) {
@@ -623,6 +628,26 @@ main (void)
     rc = s_call_put (alice, "after tampering", &reply, &err);
     tap_ok (rc == 0, "the next call works");
     sb_reply_destroy (&reply);
+
+    /*  A large body (2 MiB) is sealed and opened both ways too.  */
+    size_t big = 2 * 1024 * 1024;
+    char *text = malloc (big + 1);
+    char *packed = malloc (big + 64);
+    if (text && packed) {
+        memset (text, 'x', big);
+        memcpy (text + big / 2, "BIG-CANARY", 10);
+        text [big] = 0;
+        size_t size = s_pack_secret (packed, big + 64, "secret", text);
+        rc = sb_client_call (alice, "vault", "put", packed, size, 10000, &reply, &err);
+    }
+    echo = reply ? s_get (&reply->body, "echo") : NULL;
+    tap_ok (rc == 0 && echo && echo->type == MSGPACK_OBJECT_STR && echo->via.str.size == big
+            && !memcmp (echo->via.str.ptr + big / 2, "BIG-CANARY", 10) && !s_big_leak
+            && !s_seen_has ("BIG-CANARY"),
+            "a 2 MiB body goes both ways sealed (%s)", rc ? err.text : "ok");
+    sb_reply_destroy (&reply);
+    free (text);
+    free (packed);
 
     /*  3. A request replayed by the broker: the same sealed bytes again. */
     before = s_counters (vault).refused [SB_SEALER_REPLAYED];
