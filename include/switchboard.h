@@ -84,6 +84,27 @@ SB_EXPORT int sb_error_set (sb_error_t *err, sb_code_t code, const char *fmt, ..
     __attribute__ ((format (printf, 3, 4)));
 
 /*  --------------------------------------------------------------------
+    Trace ids.  A trace id names one piece of work across every service
+    it touches: the 16-byte trace-id of W3C Trace Context, written as 32
+    lowercase hex digits.  Every call and event carries one.  A call made
+    without one given carries:
+    - inside a handler: the trace id of the request being handled;
+    - inside a reply callback: the trace id of the call being answered;
+    - inside an event callback: the event's;
+    - anywhere else (timers, fd watches, a client's own calls): a fresh
+      random one.
+    The *_traced calls below carry the one given instead.  */
+
+#define SB_TRACE_SIZE 16
+#define SB_TRACE_HEX_SIZE (2 * SB_TRACE_SIZE + 1)   /* 32 digits and a NUL */
+
+/*  Parses exactly 32 hex digits (either case).  0, or -1 (errno EINVAL)
+    for anything else or for the all-zero id, which W3C declares invalid. */
+SB_EXPORT int sb_trace_parse (const char *hex, uint8_t trace [SB_TRACE_SIZE]) SB_WARN_UNUSED;
+/*  Writes the 32 lowercase hex digits of trace and a NUL.  */
+SB_EXPORT void sb_trace_format (const uint8_t trace [SB_TRACE_SIZE], char hex [SB_TRACE_HEX_SIZE]);
+
+/*  --------------------------------------------------------------------
     Plugin ABI: what a service exports.  */
 
 typedef struct sb_request sb_request_t;   /* one incoming request */
@@ -136,7 +157,9 @@ SB_EXPORT const char *sb_request_service (const sb_request_t *req);
 SB_EXPORT const char *sb_request_method (const sb_request_t *req);
 /*  Milliseconds left before the caller's deadline, at the time of the call.  */
 SB_EXPORT int64_t sb_request_remaining_ms (const sb_request_t *req);
-/*  The W3C trace id (32 lowercase hex chars), or "" if the caller sent none. */
+/*  The W3C trace id (32 lowercase hex chars), or "" if the caller sent none.
+    Calls the handler makes carry it unless told otherwise (see "Trace ids"
+    above); pass it to sb_actor_call_traced to keep it from a timer.  */
 SB_EXPORT const char *sb_request_trace_id (const sb_request_t *req);
 /*  The instance that received the request.  */
 SB_EXPORT sb_actor_t *sb_request_actor (const sb_request_t *req);
@@ -177,6 +200,14 @@ typedef void (sb_reply_fn) (const msgpack_object *body, const sb_error_t *err, v
 SB_EXPORT int sb_actor_call (sb_actor_t *actor, const char *service, const char *method,
                              const void *body, size_t size, int timeout_ms,
                              sb_reply_fn *callback, void *arg, sb_error_t *err);
+
+/*  sb_actor_call carrying the trace id `trace` (32 hex digits; NULL: the
+    default, see "Trace ids").  -1 with err bad_request for a malformed
+    trace id.  */
+SB_EXPORT int sb_actor_call_traced (sb_actor_t *actor, const char *service, const char *method,
+                                    const void *body, size_t size, int timeout_ms,
+                                    const char *trace, sb_reply_fn *callback, void *arg,
+                                    sb_error_t *err);
 
 /*  Events.  Topics are dot-separated words, [A-Za-z0-9_.-]{1,255};
     subscriptions match by prefix.  A NULL group subscribes this instance
@@ -274,6 +305,18 @@ SB_EXPORT int sb_client_call (sb_client_t *self, const char *service, const char
 SB_EXPORT int sb_client_call_async (sb_client_t *self, const char *service, const char *method,
                                     const void *body, size_t size, int timeout_ms,
                                     sb_reply_fn *callback, void *arg, sb_error_t *err);
+
+/*  The same two calls carrying the trace id `trace` (32 hex digits; NULL:
+    the default, see "Trace ids").  -1 with err bad_request for a malformed
+    trace id.  */
+SB_EXPORT int sb_client_call_traced (sb_client_t *self, const char *service, const char *method,
+                                     const void *body, size_t size, int timeout_ms,
+                                     const char *trace, sb_reply_t **reply_p,
+                                     sb_error_t *err) SB_WARN_UNUSED;
+SB_EXPORT int sb_client_call_async_traced (sb_client_t *self, const char *service,
+                                           const char *method, const void *body, size_t size,
+                                           int timeout_ms, const char *trace,
+                                           sb_reply_fn *callback, void *arg, sb_error_t *err);
 
 /*  Declares service.method safe to run twice (method "*": every method
     of the service).  Its calls then carry the idempotent flag, and a

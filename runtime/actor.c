@@ -34,6 +34,7 @@
 #include "discovery.h"
 #include "peer.h"
 #include "sealer.h"
+#include "trace.h"
 
 #include <czmq.h>
 #include <errno.h>
@@ -529,9 +530,12 @@ s_on_request (sb_link_t *link, const sb_header_t *h, zmq_msg_t *body, void *arg)
         memcpy (req->trace, h->trace, 16);
     }
 
+    /*  Calls the handler makes stay in the request's trace.  */
+    sb_peer_set_trace (self->peer, req->has_trace ? req->trace : NULL);
     req->in_handler = true;
     int rc = method->handler (req, &obj, self->state);
     req->in_handler = false;
+    sb_peer_set_trace (self->peer, NULL);
     msgpack_zone_clear (&self->zone);
     zmq_msg_close (&plain);
 
@@ -603,6 +607,17 @@ sb_actor_call (sb_actor_t *actor, const char *service, const char *method,
         return sb_error_set (err, SB_E_BAD_REQUEST, "no actor or no callback");
     return sb_peer_call (actor->peer, service, method, body, size, timeout_ms,
                          callback, NULL, arg, NULL, err);
+}
+
+int
+sb_actor_call_traced (sb_actor_t *actor, const char *service, const char *method,
+                      const void *body, size_t size, int timeout_ms, const char *trace,
+                      sb_reply_fn *callback, void *arg, sb_error_t *err)
+{
+    if (!actor || !actor->peer || !callback)
+        return sb_error_set (err, SB_E_BAD_REQUEST, "no actor or no callback");
+    return sb__peer_call_traced (actor->peer, trace, service, method, body, size, timeout_ms,
+                                 callback, NULL, arg, NULL, err);
 }
 
 int

@@ -16,6 +16,7 @@
 #include "discovery.h"
 #include "identity.h"
 #include "peer.h"
+#include "trace.h"
 
 #include <czmq.h>
 #include <errno.h>
@@ -161,14 +162,23 @@ sb_client_call (sb_client_t *self, const char *service, const char *method,
                 const void *body, size_t size, int timeout_ms,
                 sb_reply_t **reply_p, sb_error_t *err)
 {
+    return sb_client_call_traced (self, service, method, body, size, timeout_ms,
+                                  NULL, reply_p, err);
+}
+
+int
+sb_client_call_traced (sb_client_t *self, const char *service, const char *method,
+                       const void *body, size_t size, int timeout_ms,
+                       const char *trace, sb_reply_t **reply_p, sb_error_t *err)
+{
     if (!self || !reply_p)
         return sb_error_set (err, SB_E_BAD_REQUEST, "no client or no reply pointer");
     *reply_p = NULL;
     s_slot_t slot = { 0 };
     uint64_t id;
-    if (sb_peer_call (self->peer, service, method, body, size,
-                      timeout_ms > 0 ? timeout_ms : self->timeout_ms,
-                      NULL, s_fill_slot, &slot, &id, err))
+    if (sb__peer_call_traced (self->peer, trace, service, method, body, size,
+                              timeout_ms > 0 ? timeout_ms : self->timeout_ms,
+                              NULL, s_fill_slot, &slot, &id, err))
         return -1;
     self->blocking++;
     /*  The peer answers the call by its deadline at the latest.  The wait
@@ -216,11 +226,21 @@ sb_client_call_async (sb_client_t *self, const char *service, const char *method
                       const void *body, size_t size, int timeout_ms,
                       sb_reply_fn *callback, void *arg, sb_error_t *err)
 {
+    return sb_client_call_async_traced (self, service, method, body, size, timeout_ms,
+                                        NULL, callback, arg, err);
+}
+
+int
+sb_client_call_async_traced (sb_client_t *self, const char *service, const char *method,
+                             const void *body, size_t size, int timeout_ms,
+                             const char *trace, sb_reply_fn *callback, void *arg,
+                             sb_error_t *err)
+{
     if (!self || !callback)
         return sb_error_set (err, SB_E_BAD_REQUEST, "no client or no callback");
-    return sb_peer_call (self->peer, service, method, body, size,
-                         timeout_ms > 0 ? timeout_ms : self->timeout_ms,
-                         callback, NULL, arg, NULL, err);
+    return sb__peer_call_traced (self->peer, trace, service, method, body, size,
+                                 timeout_ms > 0 ? timeout_ms : self->timeout_ms,
+                                 callback, NULL, arg, NULL, err);
 }
 
 int

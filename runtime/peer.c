@@ -111,6 +111,8 @@ struct sb_peer {
     void *worker_arg;
     const sb_identity_t *identity;  /* borrowed; NULL: plaintext links */
     sb_sealer_t *sealer;            /* with an identity: end-to-end sealing */
+    bool has_trace;                 /* trace context, see sb_peer_set_trace */
+    uint8_t trace [16];
 };
 
 static size_t
@@ -523,6 +525,35 @@ s_zone_give (sb_peer_t *self, msgpack_zone *zone)
 }
 
 /*  --------------------------------------------------------------------
+    Trace context.  */
+
+void
+sb_peer_set_trace (sb_peer_t *self, const uint8_t *trace)
+{
+    self->has_trace = trace != NULL;
+    if (trace)
+        memmove (self->trace, trace, sizeof self->trace);
+}
+
+bool
+sb_peer_trace (const sb_peer_t *self, uint8_t *trace)
+{
+    if (self->has_trace && trace)
+        memcpy (trace, self->trace, sizeof self->trace);
+    return self->has_trace;
+}
+
+/*  The trace id of a new call or event: the context's, else a fresh one. */
+static void
+s_trace_for (sb_peer_t *self, uint8_t *trace)
+{
+    if (self->has_trace)
+        memcpy (trace, self->trace, sizeof self->trace);
+    else
+        randombytes_buf (trace, sizeof self->trace);
+}
+
+/*  --------------------------------------------------------------------
     Calls.  */
 
 /*  The next live link after the last one used, or NULL.  */
@@ -669,7 +700,7 @@ sb_peer_call (sb_peer_t *self, const char *service, const char *method,
     strcpy (call->method, method);
     if (s_idempotent (self, service, method))
         call->flags = SB_F_IDEMPOTENT;
-    randombytes_buf (call->trace, sizeof call->trace);
+    s_trace_for (self, call->trace);
     if (size > 0) {
         if (zmq_msg_init_size (&call->body, size)) {
             s_call_free (self, call);
@@ -748,6 +779,10 @@ static void
 s_deliver (sb_peer_t *self, s_call_t *call, const void *data, size_t size, const sb_error_t *err)
 {
     self->delivered++;
+    /*  Work done on an answer stays in the call's trace.  */
+    uint8_t outer [16];
+    bool had_trace = sb_peer_trace (self, outer);
+    sb_peer_set_trace (self, call->trace);
     if (call->raw)
         call->raw (data, size, err, call->arg);
     else
@@ -771,6 +806,7 @@ s_deliver (sb_peer_t *self, s_call_t *call, const void *data, size_t size, const
             call->callback (&obj, NULL, call->arg);
         s_zone_give (self, zone);
     }
+    sb_peer_set_trace (self, had_trace ? outer : NULL);
     s_call_free (self, call);
 }
 
@@ -983,7 +1019,7 @@ sb_peer_publish (sb_peer_t *self, const char *topic, const void *body, size_t si
         errno = EINVAL;
         return -1;
     }
-    randombytes_buf (h.trace, sizeof h.trace);
+    s_trace_for (self, h.trace);
     h.present |= SB_H_TRACE;
     zmq_msg_t sealed;
     bool seal = self->sealer && sb_sealer_has_events (self->sealer);
@@ -1040,6 +1076,10 @@ s_on_event (sb_peer_t *self, const sb_header_t *h, zmq_msg_t *body)
     ||  sb_peer_decode_zone (zmq_msg_data (body), zmq_msg_size (body), zone, &obj))
         self->bad_bodies++;
     else {
+        /*  Work done on an event stays in the publisher's trace.  */
+        uint8_t outer [16];
+        bool had_trace = sb_peer_trace (self, outer);
+        sb_peer_set_trace (self, (h->present & SB_H_TRACE) ? h->trace : NULL);
         bool grouped = (h->present & SB_H_GROUP) != 0;
         for (s_sub_t *sub = zlistx_first (self->subs); sub; sub = zlistx_next (self->subs)) {
             if (strncmp (h->topic, sub->prefix, strlen (sub->prefix)) != 0)
@@ -1049,6 +1089,7 @@ s_on_event (sb_peer_t *self, const sb_header_t *h, zmq_msg_t *body)
             sub->callback (h->topic, &obj, sub->arg);
             dispatched++;
         }
+        sb_peer_set_trace (self, had_trace ? outer : NULL);
     }
     s_zone_give (self, zone);
     zmq_msg_close (&plain);

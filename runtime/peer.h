@@ -95,6 +95,17 @@ int sb_peer_set_idempotent (sb_peer_t *self, const char *service, const char *me
 /*  Calls sent again because their broker was lost.  */
 uint64_t sb_peer_retries (const sb_peer_t *self);
 
+/*  The trace context.  While it is set, calls and events sent carry its
+    trace id (16 bytes, copied) instead of a fresh random one each.  The
+    actor sets it to a request's trace id while the handler runs; the peer
+    sets it to a call's trace id while that call's callback runs, and to
+    an event's while its subscribers run, then puts back what was there:
+    work done on an answer or an event stays in its trace.  NULL clears
+    it.  sb_peer_trace copies the current one into trace (if not NULL)
+    and says whether there is one.  */
+void sb_peer_set_trace (sb_peer_t *self, const uint8_t *trace);
+bool sb_peer_trace (const sb_peer_t *self, uint8_t *trace);
+
 /*  Forgets a call without calling it back (a blocking caller that was
     interrupted).  */
 void sb_peer_cancel (sb_peer_t *self, uint64_t id);

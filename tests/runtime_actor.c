@@ -301,8 +301,70 @@ s_relay (sb_request_t *req, const msgpack_object *body, void *state)
     return 0;
 }
 
+/*  front.trace {"how": H} -> {"mine": T, "theirs": U}: T is the trace id
+    front saw, U the one calc.info saw when called, with H "inherit",
+    from the handler (no trace id given); "timer", from a timer (none
+    given); "timer_traced", from a timer with T given.  */
+typedef struct {
+    sb_request_t *req;
+    bool traced;
+} later_t;
+
+static void
+s_traced_reply (const msgpack_object *body, const sb_error_t *err, void *arg)
+{
+    sb_request_t *req = arg;
+    if (err) {
+        sb_request_error (req, err->code, "trace: %s", err->text);
+        return;
+    }
+    const char *mine = sb_request_trace_id (req);
+    const msgpack_object *theirs = s_get (body, "trace");
+    msgpack_packer *pk = sb_reply_begin (req);
+    msgpack_pack_map (pk, 2);
+    msgpack_pack_str_with_body (pk, "mine", 4);
+    msgpack_pack_str_with_body (pk, mine, strlen (mine));
+    msgpack_pack_str_with_body (pk, "theirs", 6);
+    if (theirs)
+        msgpack_pack_object (pk, *theirs);
+    else
+        msgpack_pack_nil (pk);
+    sb_reply_send (req);
+}
+
+static void
+s_trace_later (void *arg)
+{
+    later_t *later = arg;
+    sb_request_t *req = later->req;
+    sb_error_t err;
+    int rc = sb_actor_call_traced (sb_request_actor (req), "calc", "info", NULL, 0, 2000,
+                                   later->traced ? sb_request_trace_id (req) : NULL,
+                                   s_traced_reply, req, &err);
+    if (rc)
+        sb_request_error (req, err.code, "%s", err.text);
+    free (later);
+}
+
+static int
+s_trace (sb_request_t *req, const msgpack_object *body, void *state)
+{
+    if (s_str_is (s_get (body, "how"), "inherit")) {
+        sb_error_t err;
+        if (sb_actor_call (sb_request_actor (req), "calc", "info", NULL, 0, 2000,
+                           s_traced_reply, sb_request_defer (req), &err))
+            return sb_request_error (req, err.code, "%s", err.text);
+        return 0;
+    }
+    later_t *later = malloc (sizeof *later);
+    later->req = sb_request_defer (req);
+    later->traced = s_str_is (s_get (body, "how"), "timer_traced");
+    return sb_actor_after (sb_request_actor (req), 1, s_trace_later, later);
+}
+
 static const sb_method_t s_front_methods [] = {
     { "relay", s_relay, 0 },
+    { "trace", s_trace, 0 },
     { NULL, NULL, 0 }
 };
 
@@ -519,6 +581,34 @@ main (void)
     rc = sb_client_call (client, "front", "relay", buf.data, buf.size, 3000, &reply, &err);
     tap_ok (rc == -1 && err.code == SB_E_NOT_FOUND, "an error of the inner call reaches the outer caller (%s)",
             err.text);
+
+    /*  Trace ids: a given one reaches the handler; the calls it makes
+        inherit it, those made from a timer do not unless given it.  */
+    static const char hex [] = "0af7651916cd43dd8448eb211c80319c";
+    rc = sb_client_call_traced (client, "calc", "info", NULL, 0, 2000, hex, &reply, &err);
+    tap_ok (rc == 0 && s_str_is (s_get (&reply->body, "trace"), hex),
+            "sb_client_call_traced: the handler sees the given trace id");
+    sb_reply_destroy (&reply);
+    rc = sb_client_call_traced (client, "calc", "info", NULL, 0, 2000, "0af7", &reply, &err);
+    tap_ok (rc == -1 && err.code == SB_E_BAD_REQUEST && reply == NULL,
+            "a malformed trace id is refused (%s)", err.text);
+    const char *hows [] = { "inherit", "timer", "timer_traced" };
+    for (int i = 0; i < 3; i++) {
+        msgpack_sbuffer_clear (&buf);
+        msgpack_packer pk;
+        msgpack_packer_init (&pk, &buf, msgpack_sbuffer_write);
+        msgpack_pack_map (&pk, 1);
+        msgpack_pack_str_with_body (&pk, "how", 3);
+        msgpack_pack_str_with_body (&pk, hows [i], strlen (hows [i]));
+        rc = sb_client_call_traced (client, "front", "trace", buf.data, buf.size, 3000, hex, &reply, &err);
+        const msgpack_object *theirs = rc == 0 ? s_get (&reply->body, "theirs") : NULL;
+        tap_ok (rc == 0 && s_str_is (s_get (&reply->body, "mine"), hex)
+             && theirs && theirs->type == MSGPACK_OBJECT_STR && theirs->via.str.size == 32
+             && s_str_is (theirs, hex) == (i != 1),
+                "front.trace %s: calc.info saw %s trace id", hows [i],
+                i != 1 ? "the caller's" : "another");
+        sb_reply_destroy (&reply);
+    }
 
     /*  Events: calc subscribed to ping. in init and answers pong.calc.  */
     sb_client_subscribe (client, "pong.", NULL, s_on_pong, NULL);

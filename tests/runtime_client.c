@@ -85,6 +85,21 @@ s_nested_call (const msgpack_object *body, const sb_error_t *err, void *arg)
     sb_reply_destroy (&reply);
 }
 
+/*  A reply callback that makes a call of its own, with no trace id given. */
+typedef struct {
+    sb_client_t *client;
+    answer_t inner;
+    int calls;
+} chain_t;
+
+static void
+s_chain (const msgpack_object *body, const sb_error_t *err, void *arg)
+{
+    chain_t *chain = arg;
+    chain->calls++;
+    sb_client_call_async (chain->client, "svc", "next", NULL, 0, 4000, s_answer, &chain->inner, NULL);
+}
+
 #define MANY 1000
 static int s_answers [MANY];
 static int s_wrong;
@@ -133,6 +148,20 @@ static int
 s_pump (void *client, int timeout_ms)
 {
     return sb_client_dispatch ((sb_client_t *) client, timeout_ms);
+}
+
+/*  fb_recv skipping HEARTBEATs: the next REQUEST.  */
+static int
+s_recv_request (zsock_t *router, sb_client_t *client, zmsg_t **msg_p, sb_header_t *h)
+{
+    for (int i = 0; i < 20; i++) {
+        if (fb_recv (router, s_pump, client, msg_p, h))
+            return -1;
+        if (h->command == SB_CMD_REQUEST)
+            return 0;
+        zmsg_destroy (msg_p);
+    }
+    return -1;
 }
 
 static void
@@ -218,6 +247,64 @@ s_fake_broker_tests (void)
     tap_ok (second.calls == 1 && second.err.code == SB_E_INTERNAL && strcmp (second.err.text, "strange") == 0,
             "an unknown error code arrives as internal with its text");
     tap_is_int (sb_client_pending (client), 0, "nothing pending");
+
+    /*  A call with a trace id given carries it; a call made from its reply
+        callback inherits it; a malformed one is refused before sending.  */
+    static const char hex [] = "4bf92f3577b34da6a3ce929d0e0e4736";
+    uint8_t given [16];
+    tap_ok (sb_trace_parse (hex, given) == 0, "sb_trace_parse: 32 hex digits");
+    char formatted [SB_TRACE_HEX_SIZE];
+    sb_trace_format (given, formatted);
+    tap_ok (strcmp (formatted, hex) == 0, "sb_trace_format gives them back");
+    uint8_t upper [16];
+    tap_ok (sb_trace_parse ("4BF92F3577B34DA6A3CE929D0E0E4736", upper) == 0 && !memcmp (upper, given, 16),
+            "sb_trace_parse: either case");
+    tap_ok (sb_trace_parse ("00000000000000000000000000000000", upper) == -1
+         && sb_trace_parse ("4bf92f3577b34da6a3ce929d0e0e473", upper) == -1
+         && sb_trace_parse ("4bf92f3577b34da6a3ce929d0e0e47366", upper) == -1
+         && sb_trace_parse ("4bf92f3577b34da6a3ce929d0e0e473x", upper) == -1
+         && sb_trace_parse (NULL, upper) == -1, "sb_trace_parse refuses all zero, short, long, non-hex");
+    answer_t refused = { 0 };
+    sb_error_t bad = { 0 };
+    tap_ok (sb_client_call_async_traced (client, "svc", "m", NULL, 0, 4000, "xyz", s_answer, &refused, &bad) == -1
+         && bad.code == SB_E_BAD_REQUEST && refused.calls == 0 && sb_client_pending (client) == 0,
+            "a malformed trace id is refused at once (%s)", bad.text);
+    chain_t chain = { client, { 0 }, 0 };
+    tap_ok (sb_client_call_async_traced (client, "svc", "m", NULL, 0, 4000, hex, s_chain, &chain, &err) == 0,
+            "traced async call accepted");
+    rc = s_recv_request (router, client, &msg, &h);
+    tap_ok (rc == 0 && !memcmp (h.trace, given, 16), "it carries the given trace id");
+    if (msg) {
+        sb_header_init (&out, SB_CMD_REPLY);
+        out.request_id = h.request_id;
+        fb_send (router, msg, &out, "\x01", 1);
+        zmsg_destroy (&msg);
+    }
+    for (int i = 0; i < 100 && chain.calls == 0; i++)
+        sb_client_dispatch (client, 20);
+    rc = chain.calls == 1 ? s_recv_request (router, client, &msg, &h) : -1;
+    tap_ok (rc == 0 && !strcmp (h.method, "next") && !memcmp (h.trace, given, 16),
+            "a call made from its reply callback inherits it");
+    if (msg) {
+        sb_header_init (&out, SB_CMD_REPLY);
+        out.request_id = h.request_id;
+        fb_send (router, msg, &out, "\x02", 1);
+        zmsg_destroy (&msg);
+    }
+    for (int i = 0; i < 100 && chain.inner.calls == 0; i++)
+        sb_client_dispatch (client, 20);
+    sb_client_call_async (client, "svc", "m", NULL, 0, 4000, s_answer, &refused, &err);
+    rc = s_recv_request (router, client, &msg, &h);
+    tap_ok (rc == 0 && memcmp (h.trace, given, 16) != 0, "the next call outside it gets a fresh one");
+    if (msg) {
+        sb_header_init (&out, SB_CMD_REPLY);
+        out.request_id = h.request_id;
+        fb_send (router, msg, &out, "\x03", 1);
+        zmsg_destroy (&msg);
+    }
+    for (int i = 0; i < 100 && refused.calls == 0; i++)
+        sb_client_dispatch (client, 20);
+    tap_is_int (sb_client_pending (client), 0, "nothing pending after the traced calls");
 
     /*  The fake broker goes silent: the call still ends, locally.  */
     answer_t third = { 0 };
