@@ -13,7 +13,7 @@ s_help (FILE *out)
 {
     fprintf (out,
         "usage: sb call [--connect ENDPOINT] [--timeout MS] [--count N [--interval MS]]\n"
-        "               SERVICE.METHOD ['JSON' | -]\n"
+        "               [--trace ID] SERVICE.METHOD ['JSON' | -]\n"
         "\n"
         "Calls a method through the broker and prints the reply as one line of JSON.\n"
         "The request body is the JSON argument ('-' reads it from standard input;\n"
@@ -30,6 +30,9 @@ s_help (FILE *out)
         "                          one of the cluster (within the same deadline)\n"
         "  -n, --count N           make the call N times (default 1)\n"
         "      --interval MS       wait MS milliseconds between calls (default 0)\n"
+        "  -T, --trace ID          carry this trace id (32 hex digits, the W3C trace-id,\n"
+        "                          e.g. from an X-Request-Id in a bridge log) instead of\n"
+        "                          a random one, to follow the call through the services\n"
         "  -h, --help              this text\n"
         "\n"
         "exit status: 0 reply printed; 1 the call failed (one line 'sb call: CODE: TEXT'\n"
@@ -41,6 +44,7 @@ s_help (FILE *out)
         "  sb call echo.stats '{\"values\": [1, 2, 3.5]}'\n"
         "  echo '[1, 2]' | sb call echo.echo -\n"
         "  sb call --timeout 500 echo.sleep '{\"ms\": 2000}'     # exits 3\n"
+        "  sb call --trace 4bf92f3577b34da6a3ce929d0e0e4736 echo.trace\n"
         "  sb call sys.stats\n"
         "  sb call --count 100 --interval 50 echo.echo '\"ping\"'   # 5 s of calls\n",
         SB_CONNECT_DEFAULT);
@@ -55,6 +59,7 @@ sb_cmd_call (int argc, char **argv)
         { "idempotent", no_argument, NULL, 'i' },
         { "count", required_argument, NULL, 'n' },
         { "interval", required_argument, NULL, 'I' },
+        { "trace", required_argument, NULL, 'T' },
         SB_CLI_CLUSTER_OPTIONS,
         { "help", no_argument, NULL, 'h' },
         { NULL, 0, NULL, 0 }
@@ -63,9 +68,10 @@ sb_cmd_call (int argc, char **argv)
     long timeout_ms = 5000;
     bool idempotent = false;
     long count = 1, interval_ms = 0;
+    const char *trace = NULL;
     int opt;
     optind = 1;
-    while ((opt = getopt_long (argc, argv, "c:t:in:h", options, NULL)) != -1) {
+    while ((opt = getopt_long (argc, argv, "c:t:in:T:h", options, NULL)) != -1) {
         if (opt == 'c')
             connect = optarg;
         else if (opt == 't') {
@@ -85,6 +91,15 @@ sb_cmd_call (int argc, char **argv)
         else if (opt == 'I') {
             if (sb_cli_int ("call", "interval", optarg, 0, 3600000, &interval_ms) == -1)
                 return SB_EXIT_USAGE;
+        }
+        else if (opt == 'T') {
+            uint8_t bytes [SB_TRACE_SIZE];
+            if (sb_trace_parse (optarg, bytes) == -1) {
+                fprintf (stderr, "sb call: --trace '%.40s' must be 32 hex digits, not all zero\n",
+                         optarg);
+                return SB_EXIT_USAGE;
+            }
+            trace = optarg;
         }
         else if (opt == 'h') {
             s_help (stdout);
@@ -127,8 +142,8 @@ sb_cmd_call (int argc, char **argv)
         for (long i = 0; i < count && status == SB_EXIT_OK; i++) {
             if (i > 0 && interval_ms > 0)
                 usleep ((useconds_t) interval_ms * 1000);
-            if (sb_client_call (client, service, dot + 1, body.data, body.size,
-                                (int) timeout_ms, &reply, &err) == 0) {
+            if (sb_client_call_traced (client, service, dot + 1, body.data, body.size,
+                                       (int) timeout_ms, trace, &reply, &err) == 0) {
                 status = sb_cli_print_json ("call", &reply->body) == 0
                        ? SB_EXIT_OK : SB_EXIT_FAILURE;
                 sb_reply_destroy (&reply);

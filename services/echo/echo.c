@@ -7,6 +7,10 @@
                   and a timer answers it, so the instance keeps serving meanwhile
     echo.fail     {"code": "not_found", "message": S} -> that error
     echo.whoami   -> {"instance": I, "pid": P}: which instance answered
+    echo.trace    {"hops": N} -> {"trace": T, "next": ...}: T is the trace id
+                  this instance saw; with N > 0 it first calls echo.trace
+                  {"hops": N-1} over the bus (the call inherits T) and puts
+                  that reply in "next", so a test sees the id at every hop
 
     Config: `sleep_max_ms` (default and ceiling 60000).  Schema: schemas/echo.json.
 */
@@ -177,6 +181,61 @@ s_whoami (sb_request_t *req, const msgpack_object *body, void *state)
     return sb_reply_send (req);
 }
 
+/*  The reply of the next hop: answers the deferred echo.trace request
+    (the argument), which lives until it is answered.  */
+static void
+s_trace_next (const msgpack_object *body, const sb_error_t *err, void *arg)
+{
+    sb_request_t *req = (sb_request_t *) arg;
+    if (err) {
+        sb_request_error (req, err->code, "next hop: %s", err->text);
+        return;
+    }
+    const char *trace = sb_request_trace_id (req);
+    msgpack_packer *pk = sb_reply_begin (req);
+    msgpack_pack_map (pk, 2);
+    s_pack_key (pk, "trace");
+    msgpack_pack_str_with_body (pk, trace, strlen (trace));
+    s_pack_key (pk, "next");
+    msgpack_pack_object (pk, *body);
+    sb_reply_send (req);
+}
+
+static int
+s_trace (sb_request_t *req, const msgpack_object *body, void *state)
+{
+    const msgpack_object *hops = s_field (body, "hops");
+    uint64_t count = hops && hops->type == MSGPACK_OBJECT_POSITIVE_INTEGER ? hops->via.u64 : 0;
+    if ((hops && hops->type != MSGPACK_OBJECT_POSITIVE_INTEGER) || count > 4)
+        return sb_request_error (req, SB_E_BAD_REQUEST, "expected {\"hops\": 0..4}");
+    const char *trace = sb_request_trace_id (req);
+    if (count == 0) {
+        msgpack_packer *pk = sb_reply_begin (req);
+        msgpack_pack_map (pk, 1);
+        s_pack_key (pk, "trace");
+        msgpack_pack_str_with_body (pk, trace, strlen (trace));
+        return sb_reply_send (req);
+    }
+    /*  No trace id passed: the call inherits this request's.  */
+    msgpack_sbuffer buffer;
+    msgpack_sbuffer_init (&buffer);
+    msgpack_packer pk;
+    msgpack_packer_init (&pk, &buffer, msgpack_sbuffer_write);
+    msgpack_pack_map (&pk, 1);
+    s_pack_key (&pk, "hops");
+    msgpack_pack_uint64 (&pk, count - 1);
+    int64_t left = sb_request_remaining_ms (req);
+    sb_error_t err;
+    sb_request_t *deferred = sb_request_defer (req);
+    int rc = sb_actor_call (sb_request_actor (req), "echo", "trace", buffer.data, buffer.size,
+                            left < 1 ? 1 : left > 60000 ? 60000 : (int) left,
+                            s_trace_next, deferred, &err);
+    msgpack_sbuffer_destroy (&buffer);
+    if (rc != 0)
+        return sb_request_error (deferred, err.code, "next hop: %s", err.text);
+    return 0;
+}
+
 static int
 s_fail (sb_request_t *req, const msgpack_object *body, void *state)
 {
@@ -229,6 +288,7 @@ static const sb_method_t s_methods [] = {
     { "sleep", s_sleep, 0 },
     { "fail", s_fail, 0 },
     { "whoami", s_whoami, SB_METHOD_IDEMPOTENT },
+    { "trace", s_trace, SB_METHOD_IDEMPOTENT },
     { NULL, NULL, 0 }
 };
 

@@ -57,7 +57,8 @@ struct sb_rest_req {
     sb_rest_kind_t kind;
     sb_rest_state_t state;
     int64_t start_us;
-    char request_id [SB_REST_REQUEST_ID_MAX + 1];
+    char request_id [SB_REST_REQUEST_ID_MAX + 1];    /* X-Request-Id of the answer */
+    char trace [SB_TRACE_HEX_SIZE];     /* bus trace id of its call, 32 hex digits */
     const char *cors_origin;            /* value for Access-Control-Allow-Origin, or NULL */
     char service [SB_NAME_MAX + 1];     /* for a call, and the metrics labels */
     char method [SB_NAME_MAX + 1];

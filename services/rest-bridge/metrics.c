@@ -39,6 +39,8 @@ static const char *s_error_names [SB_REST_ERR_MAX] = {
     [SB_REST_ERR_BAD_REPLY] = "bad_reply",
     [SB_REST_ERR_CLIENT_GONE] = "client_gone",
     [SB_REST_ERR_SHUTDOWN] = "shutdown",
+    [SB_REST_ERR_BAD_REQUEST_ID] = "bad_request_id",
+    [SB_REST_ERR_BAD_TRACEPARENT] = "bad_traceparent",
 };
 
 typedef struct {
@@ -273,7 +275,7 @@ sb_rest_metrics_render (sb_rest_metrics_t *self, size_t *size)
         "sb_rest_requests_in_flight %lld\n", (long long) self->in_flight);
 
     s_printf (&text,
-        "# HELP sb_rest_bridge_errors_total Requests the bridge refused or could not complete, by reason.\n"
+        "# HELP sb_rest_bridge_errors_total Requests the bridge refused or could not complete, or whose tracing header it replaced, by reason.\n"
         "# TYPE sb_rest_bridge_errors_total counter\n");
     for (int reason = 0; reason < SB_REST_ERR_MAX; reason++)
         s_printf (&text, "sb_rest_bridge_errors_total{reason=\"%s\"} %llu\n",

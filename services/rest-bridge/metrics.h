@@ -29,6 +29,8 @@ typedef enum {
     SB_REST_ERR_BAD_REPLY,          /* the reply could not become JSON */
     SB_REST_ERR_CLIENT_GONE,        /* client left before its answer */
     SB_REST_ERR_SHUTDOWN,           /* refused while draining */
+    SB_REST_ERR_BAD_REQUEST_ID,     /* invalid X-Request-Id, replaced by a generated one */
+    SB_REST_ERR_BAD_TRACEPARENT,    /* invalid traceparent, ignored */
     SB_REST_ERR_MAX
 } sb_rest_error_t;
 
