@@ -6,7 +6,7 @@
     heartbeat tick.  See docs/protocol.md for the behaviour; this comment
     is about how it is built.
 
-    - Peers are found by routing id (hex-encoded, in a zhashx).  A peer
+    - Peers are found by routing id (its bytes, in a zhashx).  A peer
       that said HELLO (or was welcomed after READY, SUBSCRIBE, HEARTBEAT)
       gets heartbeats and is declared dead after 3 silent intervals.  A
       peer that only sends REQUEST or PUBLISH is "anonymous": it is
@@ -202,7 +202,7 @@ typedef struct {
 } acl_entry_t;
 
 struct peer_s {
-    char key [2 * 255 + 1];
+    uint8_t key [256];              /* the routing id, its length first (s_peer_key) */
     uint8_t id [255];
     size_t id_size;
     char name [SB_NAME_MAX + 1];
@@ -831,15 +831,30 @@ s_sub_remove (engine_t *self, sub_t *sub)
 /*  --------------------------------------------------------------------
     Peers.  */
 
+/*  The peers table is keyed by routing id bytes, length first: one
+    lookup per message, so no hex and no strings (FNV-1a, memcmp).  */
 static void
-s_peer_key (char *key, const uint8_t *id, size_t size)
+s_peer_key (uint8_t *key, const uint8_t *id, size_t size)
 {
-    static const char hex [] = "0123456789abcdef";
-    for (size_t i = 0; i < size; i++) {
-        key [2 * i] = hex [id [i] >> 4];
-        key [2 * i + 1] = hex [id [i] & 15];
-    }
-    key [2 * size] = 0;
+    key [0] = (uint8_t) size;
+    memcpy (key + 1, id, size);
+}
+
+static size_t
+s_peer_key_hash (const void *key)
+{
+    const uint8_t *k = key;
+    uint32_t hash = 2166136261u;
+    for (size_t i = 0; i <= k [0]; i++)
+        hash = (hash ^ k [i]) * 16777619u;
+    return hash;
+}
+
+static int
+s_peer_key_compare (const void *a, const void *b)
+{
+    const uint8_t *x = a, *y = b;
+    return x [0] != y [0] ? 1 : memcmp (x + 1, y + 1, x [0]);
 }
 
 static void
@@ -853,12 +868,12 @@ s_remote_free (remote_t **remote_p)
 }
 
 static peer_t *
-s_peer_new (engine_t *self, const char *key, const uint8_t *id, size_t size)
+s_peer_new (engine_t *self, const uint8_t *key, const uint8_t *id, size_t size)
 {
     peer_t *p = calloc (1, sizeof *p);
     if (!p)
         return NULL;
-    strcpy (p->key, key);
+    memcpy (p->key, key, 1 + (size_t) key [0]);
     memcpy (p->id, id, size);
     p->id_size = size;
     p->last_heard = p->last_sent = self->now;
@@ -2295,7 +2310,7 @@ s_cluster_start (engine_t *self)
 
 /*  Handles one decoded message from peer p (NULL if unknown).  */
 static void
-s_handle (engine_t *self, peer_t *p, const char *key, zmq_msg_t *id, sb_header_t *h,
+s_handle (engine_t *self, peer_t *p, const uint8_t *key, zmq_msg_t *id, sb_header_t *h,
           const body_t *body)
 {
     uint32_t command = h->command;
@@ -2403,7 +2418,7 @@ s_recv_one (engine_t *self)
     }
     size_t held = nframes < 2 ? nframes : 2;
 
-    char key [2 * 255 + 1];
+    uint8_t key [256];
     size_t id_size = zmq_msg_size (&id);
     if (id_size > 255)
         id_size = 255;
@@ -2593,6 +2608,13 @@ s_broker_actor (zsock_t *pipe, void *arg)
     self->hb = self->args->config.heartbeat_ms;
     self->now = self->started = zclock_mono ();
     self->peers = zhashx_new ();
+    if (self->peers) {
+        /*  Keys live in their peer_t: neither copied nor freed here.  */
+        zhashx_set_key_hasher (self->peers, s_peer_key_hash);
+        zhashx_set_key_comparator (self->peers, s_peer_key_compare);
+        zhashx_set_key_duplicator (self->peers, NULL);
+        zhashx_set_key_destructor (self->peers, NULL);
+    }
     self->services = zhashx_new ();
     self->groups = zhashx_new ();
     self->secure = self->args->identity != NULL;

@@ -121,7 +121,7 @@ sb_wire_check (const void *data, size_t size, int max_depth)
 
 /*  Reads an unsigned integer of any width; negative ints are refused.  */
 static int
-s_read_uint (reader_t *r, uint64_t *value)
+s_read_uint_wide (reader_t *r, uint64_t *value)
 {
     const uint8_t *b;
     if (s_take (r, 1, &b))
@@ -140,6 +140,18 @@ s_read_uint (reader_t *r, uint64_t *value)
         default: return -1;
     }
     return s_len (r, n, value);
+}
+
+/*  The same, the common case inline: every key and most values are
+    positive fixints, the byte itself.  */
+static inline int
+s_read_uint (reader_t *r, uint64_t *value)
+{
+    if (r->p < r->end && *r->p <= 0x7f) {
+        *value = *r->p++;
+        return 0;
+    }
+    return s_read_uint_wide (r, value);
 }
 
 /*  Reads a str (want_bin false) or bin (true) header; sets *data, *size.  */
@@ -176,22 +188,26 @@ s_read_bytes (reader_t *r, bool want_bin, const uint8_t **data, size_t *size)
     return 0;
 }
 
+/*  The characters of a name: [A-Za-z0-9_.-] (NUL is not one).  */
+static const bool s_name_char [256] = {
+    ['a' ... 'z'] = true, ['A' ... 'Z'] = true, ['0' ... '9'] = true,
+    ['_'] = true, ['-'] = true, ['.'] = true
+};
+
 bool
 sb_wire_valid_name (const char *name, size_t max)
 {
     size_t len = 0;
     if (!name)
         return false;
-    for (const char *c = name; *c; c++, len++) {
-        bool ok = (*c >= 'a' && *c <= 'z') || (*c >= 'A' && *c <= 'Z')
-               || (*c >= '0' && *c <= '9') || *c == '_' || *c == '-' || *c == '.';
-        if (!ok || len >= max)
+    for (const uint8_t *c = (const uint8_t *) name; *c; c++, len++)
+        if (!s_name_char [*c] || len >= max)
             return false;
-    }
     return len > 0;
 }
 
-/*  Copies a str field into dest (capacity max+1) if it is a valid name.  */
+/*  Copies a str field into dest (capacity max+1) if it is a valid name:
+    checked on the frame's bytes, copied only when good.  */
 static int
 s_read_name (reader_t *r, char *dest, size_t max)
 {
@@ -199,9 +215,12 @@ s_read_name (reader_t *r, char *dest, size_t max)
     size_t size;
     if (s_read_bytes (r, false, &data, &size) || size == 0 || size > max)
         return -1;
+    for (size_t i = 0; i < size; i++)
+        if (!s_name_char [data [i]])
+            return -1;
     memcpy (dest, data, size);
     dest [size] = 0;
-    return sb_wire_valid_name (dest, max) ? 0 : -1;
+    return 0;
 }
 
 /*  Clears a header for decoding: the scalars and the first byte of each
@@ -560,7 +579,7 @@ sb_header_encode_inline (const sb_header_t *h, size_t body_size, uint8_t *buffer
 void
 sb_header_init (sb_header_t *h, sb_cmd_t command)
 {
-    memset (h, 0, sizeof *h);
+    s_header_clear (h);
     h->version = SB_PROTOCOL_VERSION;
     h->command = command;
 }

@@ -149,7 +149,8 @@ typedef enum {
 
 const char *sb_wire_reason_name (sb_wire_reason_t reason);
 
-/*  Sets every field to zero and version to SB_PROTOCOL_VERSION.  */
+/*  Empties every field (scalars zero, strings ""; the bytes after a
+    string's NUL are left as they were) and sets version and command.  */
 void sb_header_init (sb_header_t *header, sb_cmd_t command);
 
 /*  Sets a string field and its presence bit, truncating to the field's size.
