@@ -250,7 +250,11 @@ s_send_answer (sb_request_t *req, msgpack_sbuffer *buffer, sb_code_t code, const
             zmq_msg_close (&body);
         return;
     }
-    if (buffer && buffer->size) {
+    if (buffer && buffer->size <= SB_INLINE_MAX)
+        /*  Copied once, straight into the frame; the buffer stays.  */
+        sb_link_send_bytes (link, &h, buffer->data, buffer->size);
+    else
+    if (buffer) {
         /*  A small body is copied, so the buffer stays for the next
             request; a large one is moved.  */
         zmq_msg_t body;
