@@ -34,6 +34,7 @@
 
 #include "cert.h"
 #include "identity.h"
+#include "link.h"              /* SB_LINK_HWM, for the baseline */
 
 #include <czmq.h>
 #include <errno.h>
@@ -317,7 +318,20 @@ done:
 
 /*  --------------------------------------------------------------------
     Baseline: bare libzmq.  Its own context, so that zmq_ctx_shutdown
-    stops the proxy and worker threads when the client is done.  */
+    stops the proxy and worker threads when the client is done.  Like the
+    Switchboard side it has four threads (client, proxy, worker, one
+    libzmq I/O thread), and the same high-water marks: the broker's on the
+    ROUTER (and the proxy's DEALER), the runtime's links' on the client
+    and worker DEALERs.  */
+
+#define S_BROKER_HWM 100000             /* broker/broker.c HWM */
+
+static void
+s_hwm (void *socket, int hwm)
+{
+    zmq_setsockopt (socket, ZMQ_SNDHWM, &hwm, sizeof hwm);
+    zmq_setsockopt (socket, ZMQ_RCVHWM, &hwm, sizeof hwm);
+}
 
 typedef struct {
     void *ctx;
@@ -357,6 +371,8 @@ s_baseline_proxy (void *arg)
     baseline_t *b = arg;
     void *front = zmq_socket (b->ctx, ZMQ_ROUTER);
     void *back = zmq_socket (b->ctx, ZMQ_DEALER);
+    s_hwm (front, S_BROKER_HWM);
+    s_hwm (back, S_BROKER_HWM);
     if (b->curve) {
         s_curve_server (b, front);
         s_curve_server (b, back);
@@ -382,6 +398,7 @@ s_baseline_worker (void *arg)
 {
     baseline_t *b = arg;
     void *worker = zmq_socket (b->ctx, ZMQ_DEALER);
+    s_hwm (worker, SB_LINK_HWM);
     if (b->curve)
         s_curve_client (b, worker);
     zmq_connect (worker, b->backend);
@@ -421,6 +438,7 @@ s_bench_baseline (const bench_options_t *opt, bool curve, bench_result_t *result
     pthread_create (&worker, NULL, s_baseline_worker, &b);
 
     void *client = zmq_socket (b.ctx, ZMQ_DEALER);
+    s_hwm (client, SB_LINK_HWM);
     if (curve)
         s_curve_client (&b, client);
     zmq_connect (client, b.frontend);
