@@ -580,14 +580,14 @@ s_send_sealed (sb_peer_t *self, s_call_t *call, sb_header_t *h)
     h->key_id_size = SB_KEY_SIZE;
     h->present |= SB_H_KEY_ID;
     char context [2 * SB_NAME_MAX + 2];
-    int length = snprintf (context, sizeof context, "%s.%s", call->service, call->method);
+    size_t length = sb_sealer_context (call->service, call->method, context);
     for (size_t attempt = 0; attempt < self->nlinks; attempt++) {
         sb_link_t *link = s_pick_link (self, attempt);
         if (!link)
             break;
         zmq_msg_t body;
         sb_error_t err;
-        if (sb_sealer_seal (self->sealer, call->seal_pk, context, (size_t) length,
+        if (sb_sealer_seal (self->sealer, call->seal_pk, context, length,
                             call->has_body ? zmq_msg_data (&call->body) : NULL,
                             call->has_body ? zmq_msg_size (&call->body) : 0,
                             &body, call->nonce, &err))

@@ -63,6 +63,7 @@ struct sb_sealer {
     zhashx_t *services;             /* name -> s_service_t */
     zhashx_t *callers;              /* key hex -> s_caller_t */
     zlistx_t *held;                 /* s_held_t */
+    s_caller_t *last_caller;        /* the last one whose request opened */
     uint8_t *scratch;
     size_t scratch_size;
     sb_sealer_counters_t counters;  /* updated with relaxed atomics */
@@ -274,6 +275,17 @@ s_hex (const uint8_t pk [SB_KEY_SIZE], char hex [2 * SB_KEY_SIZE + 1])
 /*  --------------------------------------------------------------------
     Sealing and opening with a context.  */
 
+size_t
+sb_sealer_context (const char *service, const char *method, char out [2 * SB_NAME_MAX + 2])
+{
+    size_t a = strnlen (service, SB_NAME_MAX), b = strnlen (method, SB_NAME_MAX);
+    memcpy (out, service, a);
+    out [a] = '.';
+    memcpy (out + a + 1, method, b);
+    out [a + 1 + b] = 0;
+    return a + 1 + b;
+}
+
 int
 sb_sealer_seal (sb_sealer_t *self, const uint8_t pk [SB_KEY_SIZE],
                 const void *context, size_t context_size,
@@ -304,13 +316,22 @@ sb_sealer_seal (sb_sealer_t *self, const uint8_t pk [SB_KEY_SIZE],
     return 0;
 }
 
+static const char *
+s_what (char *text, const char *what, const char *name)
+{
+    snprintf (text, SB_TOPIC_MAX + 64, what, name);
+    return text;
+}
+
 /*  Opens body from `pk` with `seal`, checks the context, copies the
-    body proper into *plain.  `what` names the message for errors.  */
+    body proper into *plain.  `what` ("sealed request from '%s'") and
+    `name` name the message in errors; the text is only made for one.  */
 static int
 s_open (sb_sealer_t *self, sb_seal_t *seal, const uint8_t pk [SB_KEY_SIZE],
         zmq_msg_t *body, const void *context, size_t context_size,
-        zmq_msg_t *plain, const char *what, sb_error_t *err)
+        zmq_msg_t *plain, const char *what, const char *name, sb_error_t *err)
 {
+    char text [SB_TOPIC_MAX + 64];
     size_t size = zmq_msg_size (body);
     uint8_t *buffer = s_scratch (self, size > SB_SEAL_OVERHEAD ? size - SB_SEAL_OVERHEAD : 1);
     if (!buffer)
@@ -324,13 +345,14 @@ s_open (sb_sealer_t *self, sb_seal_t *seal, const uint8_t pk [SB_KEY_SIZE],
         sb_sealer_reason_t reason = s_reason (status);
         return s_refuse (self, reason, reason == SB_SEALER_UNKNOWN_KEY ? SB_E_UNAUTHORIZED
                                                                        : SB_E_BAD_REQUEST,
-                         err, "%s refused: %s: %s", what, s_reason_names [reason], why.text);
+                         err, "%s refused: %s: %s", s_what (text, what, name),
+                         s_reason_names [reason], why.text);
     }
     if (inner < 1 || buffer [0] != context_size || inner < 1 + context_size
     ||  memcmp (buffer + 1, context, context_size) != 0) {
         s_scratch_done (self);
         return s_refuse (self, SB_SEALER_TAMPERED, SB_E_BAD_REQUEST, err,
-                         "%s refused: tampered (sealed for another %s)", what,
+                         "%s refused: tampered (sealed for another %s)", s_what (text, what, name),
                          context_size == SB_SEAL_NONCE_SIZE ? "request" : "name");
     }
     size_t n = inner - 1 - context_size;
@@ -353,7 +375,7 @@ sb_sealer_open_reply (sb_sealer_t *self, const sb_header_t *h, zmq_msg_t *body,
     if (!(h->flags & SB_F_SEALED))
         return s_refuse (self, SB_SEALER_PLAINTEXT, SB_E_UNAUTHORIZED, err,
                          "a plaintext reply to a sealed request was refused");
-    return s_open (self, self->seal, pk, body, nonce, SB_SEAL_NONCE_SIZE, plain, "sealed reply", err);
+    return s_open (self, self->seal, pk, body, nonce, SB_SEAL_NONCE_SIZE, plain, "sealed reply%s", "", err);
 }
 
 /*  --------------------------------------------------------------------
@@ -644,9 +666,13 @@ sb_sealer_open_request (sb_sealer_t *self, sb_link_t *link, const sb_header_t *h
     if (!(h->present & SB_H_KEY_ID) || h->key_id_size != SB_KEY_SIZE)
         return s_refuse (self, SB_SEALER_UNKNOWN_KEY, SB_E_UNAUTHORIZED, err,
                          "sealed request refused: no caller key id");
-    char hex [2 * SB_KEY_SIZE + 1];
-    s_hex (h->key_id, hex);
-    s_caller_t *caller = zhashx_lookup (self->callers, hex);
+    /*  Most requests come from the caller of the one before.  */
+    char hex [2 * SB_KEY_SIZE + 1] = "";
+    s_caller_t *caller = self->last_caller;
+    if (!caller || memcmp (caller->pk, h->key_id, SB_KEY_SIZE)) {
+        s_hex (h->key_id, hex);
+        caller = zhashx_lookup (self->callers, hex);
+    }
     int64_t now = zclock_mono ();
     /*  A known caller is looked up again after the TTL, so that a member
         the brokers revoked (their lookups then find nothing) is refused
@@ -661,6 +687,7 @@ sb_sealer_open_request (sb_sealer_t *self, sb_link_t *link, const sb_header_t *h
                 return sb_error_set (err, SB_E_INTERNAL, "out of memory");
             caller->owner = self;
             memcpy (caller->pk, h->key_id, SB_KEY_SIZE);
+            s_hex (h->key_id, hex);
             zhashx_insert (self->callers, hex, caller);
         }
         if (expired)
@@ -691,16 +718,16 @@ sb_sealer_open_request (sb_sealer_t *self, sb_link_t *link, const sb_header_t *h
         return s_refuse (self, SB_SEALER_UNKNOWN_KEY, SB_E_UNAUTHORIZED, err,
                          "sealed request refused: %s", caller->error);
     char full [2 * SB_NAME_MAX + 2];
-    snprintf (full, sizeof full, "%s.%s", h->service, h->method);
+    size_t length = sb_sealer_context (h->service, h->method, full);
     if (!sb_cert_may_call (caller->cert, full))
         return s_refuse (self, SB_SEALER_FORBIDDEN, SB_E_FORBIDDEN, err,
                          "member '%s' may not call %s (its certificate)", caller->cert->name, full);
-    char what [SB_NAME_MAX + 64];
-    snprintf (what, sizeof what, "sealed request from '%s'", caller->cert->name);
-    if (s_open (self, self->seal, h->key_id, body, full, strlen (full), plain, what, err))
+    if (s_open (self, self->seal, h->key_id, body, full, length, plain,
+                "sealed request from '%s'", caller->cert->name, err))
         return -1;
     memcpy (caller_pk, h->key_id, SB_KEY_SIZE);
     memcpy (nonce, zmq_msg_data (body), SB_SEAL_NONCE_SIZE);
+    self->last_caller = caller;
     return 1;
 }
 
@@ -741,9 +768,8 @@ sb_sealer_open_event (sb_sealer_t *self, const sb_header_t *h, zmq_msg_t *body,
     if (added && sb_seal_peer_add (self->events, h->key_id, err))
         return s_refuse (self, SB_SEALER_UNKNOWN_KEY, SB_E_UNAUTHORIZED, err,
                          "sealed event on '%s' dropped: %s", h->topic, err->text);
-    char what [SB_TOPIC_MAX + 32];
-    snprintf (what, sizeof what, "sealed event on '%s'", h->topic);
-    int rc = s_open (self, self->events, h->key_id, body, h->topic, strlen (h->topic), plain, what, err);
+    int rc = s_open (self, self->events, h->key_id, body, h->topic, strlen (h->topic), plain,
+                     "sealed event on '%s'", h->topic, err);
     if (rc && added)
         sb_seal_peer_remove (self->events, h->key_id);
     return rc ? -1 : 1;

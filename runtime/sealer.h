@@ -99,6 +99,9 @@ int sb_sealer_service_key (sb_sealer_t *self, const char *service, uint8_t pk [S
 int sb_sealer_service_result (sb_sealer_t *self, const char *service, uint8_t pk [SB_KEY_SIZE],
                               sb_code_t *code, const char **why);
 
+/*  A request's context, "service.method", into out; returns its length. */
+size_t sb_sealer_context (const char *service, const char *method, char out [2 * SB_NAME_MAX + 2]);
+
 /*  Seals `context || plain` for pk into *out (initialised here).  nonce
     (may be NULL) gets the nonce used.  0, or -1 with err.  */
 int sb_sealer_seal (sb_sealer_t *self, const uint8_t pk [SB_KEY_SIZE],
