@@ -26,6 +26,12 @@
     Each side is measured pipelined (throughput) and with one request in
     flight (latency percentiles).  The last line is the one scripts read:
     bench: <req/s> req/s p50=<us>us p99=<us>us baseline=<req/s> ratio=<x>
+
+    The two sides take turns in --rounds rounds (each a share of the
+    requests, set up anew), so that a change of load on a shared machine
+    weighs on both alike rather than on whichever ran second; a side's
+    rate is its requests over its summed pipelined time, its percentiles
+    the mean of the rounds'.
 */
 #include "commands.h"
 #include "broker.h"
@@ -55,6 +61,7 @@ typedef struct {
     size_t size;            /* request body bytes */
     bool baseline;
     bool secure;            /* also measure with CURVE and sealing */
+    int rounds;             /* turns each side takes */
 } bench_options_t;
 
 typedef struct {
@@ -490,6 +497,47 @@ done:
 }
 
 /*  --------------------------------------------------------------------
+    Rounds: Switchboard (with keys when secure), then the baseline (with
+    CURVE when secure), opt->rounds times over shares of the requests.  */
+
+static int
+s_bench_rounds (const bench_options_t *opt, const bench_keys_t *keys,
+                bench_result_t *sb, bench_result_t *base)
+{
+    long rounds = opt->rounds < opt->requests ? opt->rounds : opt->requests;
+    double sb_seconds = 0, base_seconds = 0;
+    for (long round = 0; round < rounds; round++) {
+        bench_options_t share = *opt;
+        share.requests = opt->requests / rounds + (round < opt->requests % rounds);
+        share.latency_requests = opt->latency_requests / rounds
+                               + (round < opt->latency_requests % rounds);
+        if (share.latency_requests < 1)
+            share.latency_requests = 1;
+        bench_result_t r = { 0 };
+        if (s_bench_switchboard (&share, keys, &r))
+            return -1;
+        sb_seconds += share.requests / r.rate;
+        sb->p50_us += r.p50_us / rounds;
+        sb->p99_us += r.p99_us / rounds;
+        sb->failed += r.failed;
+        if (!opt->baseline)
+            continue;
+        r = (bench_result_t) { 0 };
+        if (s_bench_baseline (&share, keys != NULL, &r)) {
+            fprintf (stderr, "sb bench: the %sbaseline proxy did not answer\n", keys ? "CURVE " : "");
+            return -1;
+        }
+        base_seconds += share.requests / r.rate;
+        base->p50_us += r.p50_us / rounds;
+        base->p99_us += r.p99_us / rounds;
+    }
+    sb->rate = opt->requests / sb_seconds;
+    if (opt->baseline)
+        base->rate = opt->requests / base_seconds;
+    return 0;
+}
+
+/*  --------------------------------------------------------------------
     Command line.  */
 
 static void
@@ -497,7 +545,7 @@ s_usage (FILE *out)
 {
     fprintf (out,
         "usage: sb bench [--baseline] [--secure] [--requests N] [--inflight N]\n"
-        "                [--size BYTES] [--latency-requests N]\n"
+        "                [--size BYTES] [--latency-requests N] [--rounds N]\n"
         "\n"
         "Measures broker-routed request/reply in this process over TCP loopback:\n"
         "pipelined throughput (N requests, --inflight outstanding) and latency with\n"
@@ -506,9 +554,11 @@ s_usage (FILE *out)
         "--secure then measures the same with CURVE on every link and bodies sealed\n"
         "end to end (keys made in a temporary directory and removed), and with\n"
         "--baseline the bare proxy with CURVE on both links; it prints secure/plain\n"
-        "and secure/bare-CURVE ratios.\n"
+        "and secure/bare-CURVE ratios.  The sides take turns, --rounds times each\n"
+        "over a share of the requests, so that load from elsewhere weighs on both.\n"
         "\n"
         "defaults: --requests 200000 --inflight 100 --size 64 --latency-requests 5000\n"
+        "          --rounds 5\n"
         "\n"
         "examples:\n"
         "  sb bench --baseline\n"
@@ -533,17 +583,13 @@ s_bench_secure (const bench_options_t *opt, const bench_result_t *sb)
     bench_result_t secure = { 0 }, curve = { 0 };
     printf ("secure:      CURVE on every link, bodies sealed end to end\n");
     fflush (stdout);
-    int rc = s_bench_switchboard (opt, &keys, &secure);
+    int rc = s_bench_rounds (opt, &keys, &secure, &curve);
     s_keys_remove (&keys);
     if (rc)
         return SB_EXIT_FAILURE;
     printf ("secure:      %.0f req/s pipelined, p50=%.1fus p99=%.1fus, %ld failed\n",
             secure.rate, secure.p50_us, secure.p99_us, secure.failed);
     if (opt->baseline) {
-        if (s_bench_baseline (opt, true, &curve)) {
-            fprintf (stderr, "sb bench: the CURVE baseline proxy did not answer\n");
-            return SB_EXIT_FAILURE;
-        }
         printf ("curve base:  %.0f req/s pipelined, p50=%.1fus p99=%.1fus "
                 "(libzmq ROUTER/DEALER proxy, CURVE on both links)\n",
                 curve.rate, curve.p50_us, curve.p99_us);
@@ -570,7 +616,7 @@ s_parse_long (const char *text, long min, long max, long *value)
 int
 sb_cmd_bench (int argc, char **argv)
 {
-    bench_options_t opt = { 200000, 5000, 100, 64, false, false };
+    bench_options_t opt = { 200000, 5000, 100, 64, false, false, 5 };
     static const struct option options [] = {
         { "baseline", no_argument, NULL, 'b' },
         { "secure", no_argument, NULL, 'S' },
@@ -578,6 +624,7 @@ sb_cmd_bench (int argc, char **argv)
         { "inflight", required_argument, NULL, 'i' },
         { "size", required_argument, NULL, 's' },
         { "latency-requests", required_argument, NULL, 'l' },
+        { "rounds", required_argument, NULL, 'r' },
         { "help", no_argument, NULL, 'h' },
         { NULL, 0, NULL, 0 }
     };
@@ -606,6 +653,11 @@ sb_cmd_bench (int argc, char **argv)
                 if (s_parse_long (optarg, 1, 10000000, &opt.latency_requests))
                     goto bad_value;
                 break;
+            case 'r':
+                if (s_parse_long (optarg, 1, 100, &value))
+                    goto bad_value;
+                opt.rounds = (int) value;
+                break;
             case 'h': s_usage (stdout); return SB_EXIT_OK;
             default: s_usage (stderr); return SB_EXIT_USAGE;
         }
@@ -619,15 +671,11 @@ sb_cmd_bench (int argc, char **argv)
     printf ("switchboard: %ld requests, %d in flight, %zu-byte body\n",
             opt.requests, opt.inflight, opt.size);
     fflush (stdout);
-    if (s_bench_switchboard (&opt, NULL, &sb))
+    if (s_bench_rounds (&opt, NULL, &sb, &base))
         return SB_EXIT_FAILURE;
     printf ("switchboard: %.0f req/s pipelined, p50=%.1fus p99=%.1fus, %ld failed\n",
             sb.rate, sb.p50_us, sb.p99_us, sb.failed);
     if (opt.baseline) {
-        if (s_bench_baseline (&opt, false, &base)) {
-            fprintf (stderr, "sb bench: the baseline proxy did not answer\n");
-            return SB_EXIT_FAILURE;
-        }
         printf ("baseline:    %.0f req/s pipelined, p50=%.1fus p99=%.1fus (libzmq ROUTER/DEALER proxy)\n",
                 base.rate, base.p50_us, base.p99_us);
     }
