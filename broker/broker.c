@@ -623,6 +623,11 @@ s_send_error (engine_t *self, peer_t *caller, const sb_header_t *req, uint64_t r
     h.request_id = request_id;
     h.present |= SB_H_REQUEST_ID;
     h.code = code;
+    /*  not_found is only ever this broker's own answer, before any
+        dispatch: the caller's runtime may try another broker (a broker
+        that has just started may not have heard from the service yet).  */
+    if (code == SB_E_NOT_FOUND)
+        h.flags = SB_F_UNROUTED;
     if (req->present & SB_H_SERVICE)
         sb_header_set_service (&h, req->service);
     if (req->present & SB_H_TRACE) {
@@ -1296,7 +1301,9 @@ s_on_answer (engine_t *self, peer_t *p, sb_header_t *h, const body_t *body)
         sb_header_init (&out, h->command);
         out.request_id = r->caller_id;
         out.present |= SB_H_REQUEST_ID;
-        out.flags = h->flags & ~(uint32_t) (SB_F_IDEMPOTENT | SB_F_NO_REPLY | SB_F_RETRY);
+        /*  Only the broker may say a request reached no service.  */
+        out.flags = h->flags & ~(uint32_t) (SB_F_IDEMPOTENT | SB_F_NO_REPLY | SB_F_RETRY
+                                            | SB_F_UNROUTED);
         if (h->present & SB_H_TRACE) {
             memcpy (out.trace, h->trace, sizeof out.trace);
             out.present |= SB_H_TRACE;

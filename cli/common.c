@@ -185,16 +185,18 @@ sb_cli_client (const char *cmd, const char *endpoints, int timeout_ms)
         return NULL;
     }
     if (cluster.beacon && !endpoints) {
-        /*  Beacons only: wait a bounded time for the first broker.  The
-            ping changes nothing, so a broker lost while it is in flight
-            has it retried on another broker, not failed.  */
+        /*  Beacons only: wait for the first broker, within the command's
+            own timeout (a loaded machine, or a broker killed just then,
+            can take more than the usual few milliseconds).  The ping
+            changes nothing, so a broker lost while it is in flight has it
+            retried on another broker, not failed.  */
+        int wait_ms = timeout_ms > 0 ? timeout_ms : SB_CLI_DISCOVERY_MS;
         sb_reply_t *reply = NULL;
         sb_client_idempotent (client, "sys", "ping");
-        if (sb_client_call (client, "sys", "ping", "\xc0", 1, SB_CLI_DISCOVERY_MS,
-                            &reply, &err) == -1) {
+        if (sb_client_call (client, "sys", "ping", "\xc0", 1, wait_ms, &reply, &err) == -1) {
             fprintf (stderr, "sb %s: no broker of cluster '%s' answered within %d ms "
                      "(beacon %s): %s\n", cmd, cluster.cluster ? cluster.cluster : "default",
-                     SB_CLI_DISCOVERY_MS, cluster.beacon, err.text);
+                     wait_ms, cluster.beacon, err.text);
             sb_client_destroy (&client);
             return NULL;
         }

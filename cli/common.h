@@ -106,8 +106,8 @@ const char *sb_cli_endpoints (const char *option);
 
 /*  Connects a client; NULL after printing "sb CMD: ..." on stderr.
     With a beacon set and `endpoints` NULL it first waits up to
-    SB_CLI_DISCOVERY_MS for a broker of the cluster to answer sys.ping,
-    and says so if none does.  */
+    `timeout_ms` (SB_CLI_DISCOVERY_MS if 0) for a broker of the cluster
+    to answer sys.ping, and says so if none does.  */
 sb_client_t *sb_cli_client (const char *cmd, const char *endpoints, int timeout_ms);
 
 /*  Converts a JSON argument into MessagePack: NULL means nil, "-" reads

@@ -22,6 +22,13 @@
     one delivered: the call leaves the table then, and a later answer
     for its id finds nothing.
 
+    Unrouted: a broker's own not_found (flag SB_F_UNROUTED) means no
+    service saw the call, so with several links any call, idempotent or
+    not, keeps its body and goes once to each other broker before the
+    not_found is delivered: a broker that has just (re)started is found
+    by callers and hosts at the same time, and hears of the services a
+    moment after the first calls arrive.
+
     Sealing (sealer.h): with an identity, a call to any service but
     `sys` is sealed for the service's key.  The call waits (`key_wait`,
     in the table, not in `waiting`) until the sealer has the key, and
@@ -69,6 +76,9 @@ typedef struct {
     uint8_t trace [16];
     uint32_t flags;                 /* SB_F_IDEMPOTENT, SB_F_RETRY */
     uint32_t link_id;               /* link it went out on; 0 while waiting */
+    uint32_t unrouted_link;         /* link whose broker knew no such service */
+    int unrouted;                   /* brokers that answered that */
+    bool body_given;                /* the body went to a link: no resend */
     bool seal;                      /* body sealed for seal_pk at each send */
     bool key_wait;                  /* waiting for the sealer to learn the key */
     uint8_t seal_pk [SB_KEY_SIZE];
@@ -585,6 +595,9 @@ s_send_sealed (sb_peer_t *self, s_call_t *call, sb_header_t *h)
         sb_link_t *link = s_pick_link (self, attempt);
         if (!link)
             break;
+        if (call->unrouted && sb_link_id (link) == call->unrouted_link
+        &&  attempt + 1 < self->nlinks)
+            continue;               /* that broker knew no such service */
         zmq_msg_t body;
         sb_error_t err;
         if (sb_sealer_seal (self->sealer, call->seal_pk, context, length,
@@ -595,9 +608,10 @@ s_send_sealed (sb_peer_t *self, s_call_t *call, sb_header_t *h)
         if (sb_link_send (link, h, &body) == 0) {
             self->next_link = (self->next_link + 1) % self->nlinks;
             call->link_id = sb_link_id (link);
-            if (call->has_body && !(call->flags & SB_F_IDEMPOTENT)) {
+            if (call->has_body && !(call->flags & SB_F_IDEMPOTENT) && self->nlinks < 2) {
                 zmq_msg_close (&call->body);
                 call->has_body = false;
+                call->body_given = true;
             }
             return 0;
         }
@@ -629,7 +643,13 @@ s_send_call (sb_peer_t *self, s_call_t *call, int64_t now)
         sb_link_t *link = s_pick_link (self, attempt);
         if (!link)
             break;
-        bool keep = call->has_body && (call->flags & SB_F_IDEMPOTENT);
+        if (call->unrouted && sb_link_id (link) == call->unrouted_link
+        &&  attempt + 1 < self->nlinks)
+            continue;               /* that broker knew no such service */
+        /*  With several brokers any call keeps its body: one that has
+            just started may answer not_found (unrouted) and the call
+            goes to another.  */
+        bool keep = call->has_body && ((call->flags & SB_F_IDEMPOTENT) || self->nlinks > 1);
         zmq_msg_t copy;
         if (keep && (zmq_msg_init (&copy) || zmq_msg_copy (&copy, &call->body))) {
             zmq_msg_close (&copy);
@@ -645,6 +665,7 @@ s_send_call (sb_peer_t *self, s_call_t *call, int64_t now)
             if (call->has_body) {
                 zmq_msg_close (&call->body);
                 call->has_body = false;
+                call->body_given = true;
             }
             return 0;
         }
@@ -816,6 +837,18 @@ s_on_reply (sb_peer_t *self, const sb_header_t *h, zmq_msg_t *body)
     s_call_t *call = zhashx_lookup (self->calls, &h->request_id);
     if (!call)
         return 0;                   /* late: answered locally already */
+    if (h->command == SB_CMD_ERROR && h->code == SB_E_NOT_FOUND && (h->flags & SB_F_UNROUTED)
+    &&  !call->body_given && call->unrouted + 1 < (int) sb_peer_links_alive (self)) {
+        /*  No service saw it: another broker may know the service (one
+            just restarted has not heard from it yet).  Each broker once,
+            within the call's deadline.  */
+        call->unrouted++;
+        call->unrouted_link = call->link_id;
+        call->link_id = 0;
+        if (s_send_call (self, call, zclock_mono ()) != 0)
+            call->waiting = zlistx_add_end (self->waiting, call);
+        return 0;
+    }
     s_unlink_call (self, call);
     if (h->command == SB_CMD_ERROR) {
         /*  Retries go here: `unavailable` for an idempotent call may be

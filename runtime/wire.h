@@ -90,6 +90,7 @@ typedef enum {
 #define SB_F_SEALED 0x02        /* body is sealed end to end (crypto_box) */
 #define SB_F_NO_REPLY 0x04      /* REQUEST: caller wants no answer */
 #define SB_F_RETRY 0x08         /* REQUEST: this is a retry of an earlier id */
+#define SB_F_UNROUTED 0x10      /* ERROR: from the broker itself, no service saw the request */
 
 /*  Which optional fields a decoded header carried.  */
 #define SB_H_REQUEST_ID (1u << SB_K_REQUEST_ID)

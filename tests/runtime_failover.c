@@ -340,11 +340,76 @@ s_load_tests (void)
     sb_peer_call (peer, "fo", "echo", body, size, 500, s_answer, NULL, &waiting, NULL, &err);
     for (int i = 0; i < 300 && waiting.calls == 0; i++)
         sb_peer_wait (peer, 10);
-    tap_ok (waiting.calls == 1 && waiting.failed && waiting.err.code == SB_E_TIMEOUT
-         && waiting.at - start >= 450, "with no broker left a call times out at its deadline (%d ms, %s)",
+    /*  The peer keeps reconnecting to the two dead brokers' ports, which
+        the kernel handed out from the ephemeral range: if another test's
+        broker gets one meanwhile (seen once in a loaded run), that stranger
+        answers not_found.  Either way the call is answered, never later
+        than its deadline.  */
+    bool stranger = waiting.calls == 1 && waiting.err.code == SB_E_NOT_FOUND;
+    if (stranger)
+        tap_diag ("a stranger broker took a dead broker's port: %s", waiting.err.text);
+    tap_ok (waiting.calls == 1 && waiting.failed
+         && ((waiting.err.code == SB_E_TIMEOUT && waiting.at - start >= 450) || stranger)
+         && waiting.at - start < 1500,
+            "with no broker left a call times out at its deadline (%d ms, %s)",
             (int) (waiting.at - start), waiting.err.text);
     sb_peer_destroy (&peer);
     sb_instance_stop (&inst);
+}
+
+/*  A service offered through one broker only (as while a restarted
+    broker has not yet heard from it): calls that reach the other get its
+    not_found, marked unrouted, and go to the first instead, even the
+    ones not declared idempotent.  A service nobody offers is still
+    not_found, once every broker said so.  */
+static void
+s_unrouted_tests (void)
+{
+    sb_broker_t *b1 = s_broker ("un-b1");
+    sb_broker_t *b2 = s_broker ("un-b2");
+    if (!tap_ok (b1 && b2, "two brokers, the service on the first only")) {
+        sb_broker_destroy (&b1);
+        sb_broker_destroy (&b2);
+        return;
+    }
+    sb_error_t err = { 0 };
+    sb_instance_t *inst = sb_instance_start (&s_svc, 0, NULL, sb_broker_endpoint (b1), 100, &err);
+    tap_ok (inst && s_served_by (sb_broker_endpoint (b1)), "the instance is served by the first");
+    char endpoints [600];
+    snprintf (endpoints, sizeof endpoints, "%s,%s", sb_broker_endpoint (b1), sb_broker_endpoint (b2));
+    sb_peer_t *peer = sb_peer_new (endpoints, "un-caller", &err);
+    for (int i = 0; i < 500 && sb_peer_links_alive (peer) < 2; i++)
+        sb_peer_wait (peer, 10);
+    tap_is_int (sb_peer_links_alive (peer), 2, "the caller is linked to both");
+    int ok = 0, not_found = 0;
+    char first_error [SB_TEXT_MAX + 1] = "";
+    for (int i = 0; i < 20; i++) {
+        answer_t answer = { 0 };
+        char body [16];
+        size_t size = fb_pack_int (body, i);
+        if (sb_peer_call (peer, "fo", "echo", body, size, 3000, s_answer, NULL, &answer, NULL, &err))
+            break;
+        for (int w = 0; w < 100 && answer.calls == 0; w++)
+            sb_peer_wait (peer, 50);
+        ok += answer.calls == 1 && !answer.failed && answer.value == i;
+        if (answer.failed && !first_error [0])
+            snprintf (first_error, sizeof first_error, "%s", answer.err.text);
+        not_found += answer.failed && answer.err.code == SB_E_NOT_FOUND;
+    }
+    tap_ok (ok == 20, "20 plain calls over two brokers, one of which knows no such service: "
+            "%d answered, %d not_found %s", ok, not_found, first_error);
+    answer_t nobody = { 0 };
+    int64_t start = zclock_mono ();
+    sb_peer_call (peer, "nobody", "echo", NULL, 0, 3000, s_answer, NULL, &nobody, NULL, &err);
+    for (int w = 0; w < 100 && nobody.calls == 0; w++)
+        sb_peer_wait (peer, 50);
+    tap_ok (nobody.calls == 1 && nobody.failed && nobody.err.code == SB_E_NOT_FOUND
+            && zclock_mono () - start < 2000,
+            "a service no broker knows: not_found, at once (%s)", nobody.err.text);
+    sb_peer_destroy (&peer);
+    sb_instance_stop (&inst);
+    sb_broker_destroy (&b1);
+    sb_broker_destroy (&b2);
 }
 
 int
@@ -354,5 +419,6 @@ main (void)
     zsys_set_linger (0);
     s_fake_tests ();
     s_load_tests ();
+    s_unrouted_tests ();
     tap_done ();
 }
