@@ -23,6 +23,7 @@
 #define S_LOG_FIRST 10                  /* refusals logged per reason before thinning out */
 #define S_CONTEXT_MAX 255
 #define S_SCRATCH_KEEP (1024 * 1024)    /* a larger scratch buffer is freed after use */
+#define S_CALLERS_MAX 4096              /* caller keys remembered (verified or not) */
 
 enum { S_NONE, S_LOOKUP, S_KNOWN, S_FAILED };
 
@@ -619,15 +620,12 @@ s_caller_answer (const void *data, size_t size, const sb_error_t *err, void *arg
     /*  Hand the requests that waited for this key back to the peer; they
         are detached first, since handling them may hold new ones.  */
     zlistx_t *ready = zlistx_new ();
-    s_held_t *held = zlistx_first (self->held);
-    while (held) {
-        s_held_t *next = zlistx_next (self->held);
+    s_held_t *held;
+    for (held = zlistx_first (self->held); held; held = zlistx_next (self->held))
         if (!memcmp (held->pk, caller->pk, SB_KEY_SIZE)) {
-            zlistx_detach_cur (self->held);
+            zlistx_detach_cur (self->held);     /* the cursor steps back */
             zlistx_add_end (ready, held);
         }
-        held = next;
-    }
     zlistx_set_destructor (ready, s_held_destroy);
     while ((held = zlistx_first (ready))) {
         zlistx_detach_cur (ready);
@@ -635,6 +633,29 @@ s_caller_answer (const void *data, size_t size, const sb_error_t *err, void *arg
         s_held_destroy ((void **) &held);
     }
     zlistx_destroy (&ready);
+}
+
+/*  True when the caller table is full even after forgetting the keys
+    that failed verification or were never looked up (a request for
+    them could not be held), since keys made up by a member or a broker must
+    not grow it without bound; entries being looked up are the `arg` of
+    their lookup and stay).  */
+static bool
+s_callers_full (sb_sealer_t *self)
+{
+    if (zhashx_size (self->callers) < S_CALLERS_MAX)
+        return false;
+    zlistx_t *failed = zlistx_new ();
+    for (s_caller_t *caller = zhashx_first (self->callers); caller; caller = zhashx_next (self->callers))
+        if (caller->state == S_FAILED || caller->state == S_NONE)
+            zlistx_add_end (failed, (void *) zhashx_cursor (self->callers));
+    for (const char *key = zlistx_first (failed); key; key = zlistx_next (failed)) {
+        if (self->last_caller == zhashx_lookup (self->callers, key))
+            self->last_caller = NULL;
+        zhashx_delete (self->callers, key);
+    }
+    zlistx_destroy (&failed);
+    return zhashx_size (self->callers) >= S_CALLERS_MAX;
 }
 
 static int
@@ -680,7 +701,11 @@ sb_sealer_open_request (sb_sealer_t *self, sb_link_t *link, const sb_header_t *h
     bool expired = caller && caller->state == S_KNOWN
                 && (uint64_t) time (NULL) >= caller->cert->expires_at;
     bool stale = caller && caller->state == S_KNOWN && now - caller->when > SB_SEALER_KEY_TTL_MS;
-    if (!caller || expired || stale || (caller->state == S_FAILED && now - caller->when > S_RETRY_MS)) {
+    if (!caller || caller->state == S_NONE || expired || stale
+    ||  (caller->state == S_FAILED && now - caller->when > S_RETRY_MS)) {
+        if (!caller && s_callers_full (self))
+            return s_refuse (self, SB_SEALER_UNKNOWN_KEY, SB_E_UNAVAILABLE, err,
+                             "sealed request refused: %d caller keys are being looked up", S_CALLERS_MAX);
         if (!caller) {
             caller = calloc (1, sizeof *caller);
             if (!caller)

@@ -728,6 +728,43 @@ main (void)
     tap_ok (rc == SB_CMD_ERROR && strstr (answer.text, "tampered"),
             "a body sealed for vault.get delivered as vault.put is refused: %s", answer.text);
 
+    /*  A flood of sealed requests under made-up keys: each costs the
+        worker a lookup, every one is answered `unauthorized`, and the
+        worker goes on serving.  */
+    int flood = 200, answered = 0, refused = 0;
+    for (int i = 0; i < flood; i++) {
+        sb_header_t h;
+        sb_header_init (&h, SB_CMD_REQUEST);
+        h.request_id = 1000 + (uint64_t) i;
+        h.timeout_ms = 10000;
+        h.flags = SB_F_SEALED;
+        h.present |= SB_H_REQUEST_ID | SB_H_TIMEOUT | SB_H_KEY_ID;
+        sb_header_set_service (&h, "vault");
+        sb_header_set_method (&h, "put");
+        randombytes_buf (h.key_id, SB_KEY_SIZE);
+        h.key_id_size = SB_KEY_SIZE;
+        sb_link_send_bytes (link, &h, junk, sizeof junk);
+    }
+    int64_t flood_end = zclock_mono () + 15000;
+    while (answered < flood && zclock_mono () < flood_end) {
+        sb_link_tick (link, zclock_mono ());
+        zmq_pollitem_t item = { sb_link_handle (link), 0, ZMQ_POLLIN, 0 };
+        zmq_poll (&item, 1, 10);
+        while (true) {
+            zmq_msg_close (&body);
+            zmq_msg_init (&body);
+            int got = sb_link_recv (link, &answer, &body);
+            if (got < 0)
+                break;
+            if (got == 1 && answer.command == SB_CMD_ERROR && answer.request_id >= 1000) {
+                answered++;
+                refused += answer.code == SB_E_UNAUTHORIZED;
+            }
+        }
+    }
+    tap_ok (answered == flood && refused == flood,
+            "%d sealed requests under made-up keys: %d answered, %d unauthorized", flood, answered, refused);
+
     /*  A plaintext event injected on a topic the service hears.  */
     before = s_counters (vault).refused [SB_SEALER_PLAINTEXT];
     int events_before = s_events_count ();
