@@ -14,8 +14,9 @@
     request is answered (reply nil if the handler said nothing, internal
     if it failed without answering) and freed, unless it was deferred:
     then it waits in `deferred` until answered.  A deferred request whose
-    deadline passes is answered `timeout` by the runtime (so the broker's
-    credit is freed even if the plugin forgets it) and the plugin's late
+    deadline passes (plus S_EXPIRY_GRACE_MS) is answered `timeout` by the
+    runtime (so the broker's credit is freed even if the plugin forgets
+    it) and the plugin's late
     answer is dropped and frees it.  Answers go back on the link the
     request came from (the request id is that broker's), looked up by
     link id so that a link removed meanwhile is simply gone.
@@ -41,6 +42,13 @@
 #include <stdarg.h>
 #include <string.h>
 #include <unistd.h>
+
+/*  The broker owns the caller's deadline and answers it; the runtime's
+    own expiry of a deferred request is a backstop that frees the
+    broker's credit, S_EXPIRY_GRACE_MS later, so that the two never race
+    and the caller always gets the broker's answer (the backstop's then
+    counts as a late reply there).  */
+#define S_EXPIRY_GRACE_MS 200
 
 #define S_WATCH_MAX 64
 #define S_METHODS_MAX 64                /* the broker takes at most 64 (protocol.md 5.2) */
@@ -559,8 +567,8 @@ s_on_request (sb_link_t *link, const sb_header_t *h, zmq_msg_t *body, void *arg)
     }
     if (req->deferred && (!req->closed || req->expired)) {
         req->deferred_handle = zlistx_add_end (self->deferred, req);
-        if (req->deadline && req->deadline < self->next_expiry)
-            self->next_expiry = req->deadline;
+        if (req->deadline && req->deadline + S_EXPIRY_GRACE_MS < self->next_expiry)
+            self->next_expiry = req->deadline + S_EXPIRY_GRACE_MS;
     }
     else
         s_request_free (req);
@@ -576,13 +584,14 @@ s_expire_deferred (sb_actor_t *self, int64_t now)
     for (sb_request_t *req = zlistx_first (self->deferred); req; req = zlistx_next (self->deferred)) {
         if (req->closed || !req->deadline)
             continue;
-        if (req->deadline <= now) {
+        int64_t expiry = req->deadline + S_EXPIRY_GRACE_MS;
+        if (expiry <= now) {
             s_send_answer (req, NULL, SB_E_TIMEOUT, "the service did not answer in time");
             req->closed = req->expired = true;
         }
         else
-        if (req->deadline < self->next_expiry)
-            self->next_expiry = req->deadline;
+        if (expiry < self->next_expiry)
+            self->next_expiry = expiry;
     }
 }
 
