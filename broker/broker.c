@@ -551,6 +551,28 @@ s_doom (engine_t *self, peer_t *peer)
     self->doomed = true;
 }
 
+/*  Sends the frames of a message to peer, after its routing id: 0 when
+    sent (the frames are consumed), or -1 when the peer is unreachable (it
+    is then doomed) or its send queue is full (the frames are untouched). */
+static int
+s_send_frames (engine_t *self, peer_t *peer, zmq_msg_t *frames, int nframes)
+{
+    if (zmq_send (self->sock, peer->id, peer->id_size, ZMQ_SNDMORE | ZMQ_DONTWAIT) < 0) {
+        if (errno == EHOSTUNREACH) {
+            self->stats.unreachable++;
+            s_doom (self, peer);
+        }
+        else
+            self->stats.send_failures++;
+        return -1;
+    }
+    /*  Once the routing id is accepted the rest of the message is too.  */
+    for (int i = 0; i < nframes; i++)
+        zmq_msg_send (&frames [i], self->sock, i + 1 < nframes ? ZMQ_SNDMORE : 0);
+    peer->last_sent = self->now;
+    return 0;
+}
+
 /*  Sends header (+ body) to peer.  The body is only read: a small one is
     copied into the header frame, a large frame goes out as a reference-
     counted copy.  0 when sent, or -1 when the peer is unreachable (it is
@@ -580,21 +602,11 @@ s_send (engine_t *self, peer_t *peer, const sb_header_t *h, const body_t *body)
         zmq_msg_copy (&frames [1], body->frame);
         nframes = 2;
     }
-    if (zmq_send (self->sock, peer->id, peer->id_size, ZMQ_SNDMORE | ZMQ_DONTWAIT) < 0) {
-        if (errno == EHOSTUNREACH) {
-            self->stats.unreachable++;
-            s_doom (self, peer);
-        }
-        else
-            self->stats.send_failures++;
+    if (s_send_frames (self, peer, frames, nframes)) {
         for (int i = 0; i < nframes; i++)
             zmq_msg_close (&frames [i]);
         return -1;
     }
-    zmq_msg_send (&frames [0], self->sock, nframes > 1 ? ZMQ_SNDMORE : 0);
-    if (nframes > 1)
-        zmq_msg_send (&frames [1], self->sock, 0);
-    peer->last_sent = self->now;
     return 0;
 }
 
@@ -1271,6 +1283,37 @@ s_on_request (engine_t *self, peer_t *p, sb_header_t *h, const body_t *body)
         s_list_push_back (&s->queue, r);
 }
 
+/*  Forwards a REPLY whose header frame already says what the caller must
+    get, but for the request id: the frame itself goes on, its id value
+    overwritten in place with the caller's (as a uint64, a width any id
+    may use).  The busiest path then encodes nothing and builds no frame.
+    That holds when the whole message is that one frame, its map is
+    version, command, request_id (as a uint64), and at most flags without
+    the request-only bits, trace and an inline body, each once.  Returns
+    1 when it does not hold (the caller re-encodes), else what the send
+    returned (0, or -1 as s_send_frames).  */
+static int
+s_forward_reply (engine_t *self, peer_t *caller, const sb_header_t *h, const body_t *body,
+                 uint64_t caller_id)
+{
+    zmq_msg_t *frame = &self->frames [0];
+    const uint32_t allowed = (1u << SB_K_VERSION) | (1u << SB_K_COMMAND) | SB_H_REQUEST_ID
+                           | (1u << SB_K_FLAGS) | SB_H_TRACE | SB_H_BODY;
+    if ((body && body->frame != frame) || (h->present & ~allowed)
+    ||  (h->flags & (SB_F_IDEMPOTENT | SB_F_NO_REPLY | SB_F_RETRY)))
+        return 1;
+    uint8_t *data = zmq_msg_data (frame);
+    size_t size = zmq_msg_size (frame), at = h->request_id_at;
+    if ((data [0] & 0xf0) != 0x80 || (data [0] & 0x0f) != (unsigned) __builtin_popcount (h->present)
+    ||  at == 0 || at + 9 > size || data [at] != 0xcf)
+        return 1;
+    if (caller->doomed)
+        return -1;
+    for (int i = 0; i < 8; i++)
+        data [at + 1 + i] = (uint8_t) (caller_id >> (56 - 8 * i));
+    return s_send_frames (self, caller, frame, 1);
+}
+
 /*  REPLY or ERROR from a worker.  */
 static void
 s_on_answer (engine_t *self, peer_t *p, sb_header_t *h, const body_t *body)
@@ -1294,6 +1337,12 @@ s_on_answer (engine_t *self, peer_t *p, sb_header_t *h, const body_t *body)
     else
     if (!r->caller) {
         self->stats.orphaned_replies++;
+        s_req_free (self, r);
+    }
+    else
+    if (h->command == SB_CMD_REPLY && !(r->header.flags & SB_F_NO_REPLY)
+    &&  s_forward_reply (self, r->caller, h, body, r->caller_id) <= 0) {
+        self->stats.replies++;      /* sent, or counted as a send failure */
         s_req_free (self, r);
     }
     else {

@@ -312,6 +312,7 @@ s_decode (sb_header_t *h, const void *data, size_t size, size_t *body_field)
                 }
                 break;
             case SB_K_REQUEST_ID:
+                h->request_id_at = (uint16_t) (r.p - (const uint8_t *) data);
                 rc = s_read_uint (&r, &h->request_id);
                 break;
             case SB_K_TIMEOUT:

@@ -127,6 +127,9 @@ typedef struct {
         written by the encoder (see sb_header_encode_inline).  */
     const uint8_t *body;
     uint32_t body_size;
+    /*  Decoded only: where request_id's value starts in the frame (its
+        type byte), so that a broker may rewrite it in place.  */
+    uint16_t request_id_at;
     /*  Strings last, `service` first: the decoder clears everything before
         `service` and only the first byte of each string.  */
     char service [SB_NAME_MAX + 1];

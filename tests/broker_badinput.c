@@ -179,6 +179,33 @@ main (void)
             && m.size == sizeof large && !memcmp (m.body, large, sizeof large),
             "and its reply too");
 
+    /*  A reply is passed on as received (its id rewritten in place) when
+        its header is exactly what the caller must get; otherwise it is
+        re-encoded with only the fields a REPLY carries to a caller.  Both
+        must give the caller its own id, the trace and the body.  */
+    for (int variant = 0; variant < 2; variant++) {
+        uint64_t caller_id = variant ? 0x1234567890abULL : 7;
+        bp_request (client, caller_id, "echo", "echo", 5000, 0, "\xa1x", 2);
+        got = bp_recv (worker, &m, BP_WAIT) == 0 && m.h.command == SB_CMD_REQUEST;
+        sb_header_init (&h, SB_CMD_REPLY);
+        h.request_id = got ? m.h.request_id : 0;
+        h.present |= SB_H_REQUEST_ID | SB_H_TRACE;
+        memset (h.trace, 0x5a, sizeof h.trace);
+        if (variant) {
+            /*  Request-only flags and a span: dropped by the re-encoding.  */
+            h.flags = SB_F_RETRY | SB_F_SEALED;
+            h.present |= SB_H_SPAN;
+            memset (h.span, 0x33, sizeof h.span);
+        }
+        bp_send (worker, &h, "\xa1y", 2);
+        bool ok = bp_recv (client, &m, BP_WAIT) == 0 && m.h.command == SB_CMD_REPLY;
+        tap_ok (ok && m.h.request_id == caller_id && (m.h.present & SB_H_TRACE)
+                && m.h.trace [0] == 0x5a && m.size == 2 && !memcmp (m.body, "\xa1y", 2),
+                "%s reply: the caller's id, the trace and the body", variant ? "re-encoded" : "passed-on");
+        tap_ok (ok && m.h.flags == (variant ? SB_F_SEALED : 0u) && !(m.h.present & SB_H_SPAN),
+                "%s reply: no request-only flag, no span", variant ? "re-encoded" : "passed-on");
+    }
+
     /*  A REPLY for a request the sender does not hold.  */
     bp_request (client, 5, "echo", "echo", 5000, 0, "\xc0", 1);
     bp_recv (worker, &m, BP_WAIT);
