@@ -32,6 +32,7 @@ typedef struct {
     char name [SB_NAME_MAX + 1];
     int state;
     bool refreshing;                /* a lookup in flight for a known key */
+    int empty;                      /* brokers that knew no such service, this lookup */
     uint8_t pk [SB_KEY_SIZE];
     int64_t learnt;
     sb_code_t code;                 /* S_FAILED: why */
@@ -428,6 +429,8 @@ s_certs (const void *data, size_t size, msgpack_unpacked *unpacked)
     return NULL;
 }
 
+static void s_lookup_service (sb_sealer_t *self, s_service_t *entry);
+
 static void
 s_service_answer (const void *data, size_t size, const sb_error_t *err, void *arg)
 {
@@ -449,6 +452,17 @@ s_service_answer (const void *data, size_t size, const sb_error_t *err, void *ar
         sb_cert_t *cert = malloc (sizeof *cert);
         if (!certs || !cert)
             snprintf (why, sizeof why, "bad sys.keys answer for %s", entry->name);
+        else
+        if (certs->via.array.size == 0 && !refreshing
+        &&  entry->empty + 1 < (int) sb_peer_links_alive (self->peer)) {
+            /*  A broker that has just started may not know the service
+                yet: ask the next one, as calls do (protocol.md 7).  */
+            entry->empty++;
+            free (cert);
+            msgpack_unpacked_destroy (&unpacked);
+            s_lookup_service (self, entry);
+            return;
+        }
         else
         if (certs->via.array.size == 0) {
             code = SB_E_NOT_FOUND;
@@ -545,6 +559,7 @@ sb_sealer_service_key (sb_sealer_t *self, const char *service, uint8_t pk [SB_KE
     }
     if (entry->state != S_LOOKUP) {
         entry->state = S_LOOKUP;
+        entry->empty = 0;
         s_lookup_service (self, entry);
     }
     return 0;
