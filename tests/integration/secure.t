@@ -227,4 +227,8 @@ SUMMARY=$(grep '^sb run: sealing:' "$SB_TMP/echo.err")
 like "$SUMMARY" 'sealing: [1-9][0-9]* opened, [1-9][0-9]* sealed' \
     "on exit sb run counts the requests it opened and the replies it sealed ($SUMMARY)"
 
+# A sanitizer build reports to stderr: none of the processes above may have.
+REPORTS=$(grep -l 'Sanitizer\|runtime error:' "$SB_TMP"/*.err "$SB_TMP"/*.log 2>/dev/null)
+is "$REPORTS" "" "no sanitizer report in the logs of the processes started here"
+
 done_testing
