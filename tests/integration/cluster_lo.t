@@ -15,54 +15,13 @@
 BROKER=${BROKER:-}
 CLUSTER="lo$$"
 # A free UDP port for the beacons of this test alone.
-BPORT=$(python3 -c 'import socket; s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+BPORT=$(free_udp_port)
 CL="--cluster $CLUSTER --beacon lo --beacon-port $BPORT"
 
-# start_cluster_broker NAME BIND: a broker of the cluster; sets CB_PID, CB_EP.
-start_cluster_broker () {
-    local name=$1 bind=$2
-    "$SB" broker --bind "$bind" --name "$name" $CL --insecure > "$SB_TMP/$name.log" 2>&1 &
-    CB_PID=$!
-    sb_track $CB_PID
-    if ! wait_for_line "$SB_TMP/$name.log" ' listening on tcp://' 20; then
-        diag "broker $name did not start:"
-        sed 's/^/#   /' "$SB_TMP/$name.log"
-        bail "no broker $name"
-    fi
-    CB_EP=$(sed -n 's/.* listening on \(tcp:[^ ]*\).*/\1/p' "$SB_TMP/$name.log" | tail -n 1)
-}
-
-# instances_at ENDPOINT SERVICE: instances of SERVICE that broker lists itself.
-instances_at () {
-    local saved=$BROKER
-    BROKER=$1
-    instances "$2"
-    BROKER=$saved
-}
-
-# wait_instances_at ENDPOINT SERVICE N SECONDS
-wait_instances_at () {
-    local tries=$(($4 * 5))
-    while [ $tries -gt 0 ]; do
-        [ "$(instances_at "$1" "$2")" = "$3" ] && return 0
-        sleep 0.2
-        tries=$((tries - 1))
-    done
-    return 1
-}
-
-# requests_at ENDPOINT: the broker's sys.stats request counter.
-requests_at () {
-    local saved=$BROKER
-    BROKER=$1
-    stat_value requests
-    BROKER=$saved
-}
-
-start_cluster_broker lo-b1 'tcp://127.0.0.1:*'
+start_cluster_broker lo-b1 'tcp://127.0.0.1:*' --insecure || bail "no broker lo-b1"
 B1=$CB_EP
 B1_PID=$CB_PID
-start_cluster_broker lo-b2 'tcp://127.0.0.1:*'
+start_cluster_broker lo-b2 'tcp://127.0.0.1:*' --insecure || bail "no broker lo-b2"
 B2=$CB_EP
 B2_PID=$CB_PID
 diag "cluster $CLUSTER, beacons on 127.255.255.255:$BPORT, brokers $B1 $B2"
@@ -71,9 +30,9 @@ diag "cluster $CLUSTER, beacons on 127.255.255.255:$BPORT, brokers $B1 $B2"
 "$SB" run $CL --instances 2 echo > "$SB_TMP/run.out" 2> "$SB_TMP/run.err" &
 sb_track $!
 wait_for_line "$SB_TMP/run.out" '^sb run: serving ' 30 || { sed 's/^/#   /' "$SB_TMP/run.err"; bail "sb run did not start"; }
-wait_instances_at "$B1" echo 2 10
+at_broker "$B1" wait_instances echo 2 10
 ok $? "the echo host found broker 1 by beacon (2 instances listed there)"
-wait_instances_at "$B2" echo 2 10
+at_broker "$B2" wait_instances echo 2 10
 ok $? "and broker 2 (2 instances listed there)"
 
 # Each broker's directory shows the whole cluster.
@@ -171,19 +130,19 @@ ok $? "no call waited past its deadline (slowest $SLOWEST ms, deadline 10000)"
     > "$SB_TMP/rr.out" 2> "$SB_TMP/rr.err" &
 RR_PID=$!
 sb_track $RR_PID
-start_cluster_broker lo-b1 'tcp://127.0.0.1:*'
+start_cluster_broker lo-b1 'tcp://127.0.0.1:*' --insecure || bail "no broker lo-b1"
 B1=$CB_EP
 B1_PID=$CB_PID
-wait_instances_at "$B1" echo 2 10
+at_broker "$B1" wait_instances echo 2 10
 ok $? "the echo host rejoined the restarted broker by itself"
 # Until the running caller's calls reach broker 1 (bounded: 10 s).  Each
 # sys.stats read is itself a request: those are taken off.
-BEFORE=$(requests_at "$B1")
+BEFORE=$(at_broker "$B1" stat_value requests)
 AFTER=$BEFORE
 READS=0
 for i in $(seq 1 50); do
     sleep 0.2
-    AFTER=$(requests_at "$B1")
+    AFTER=$(at_broker "$B1" stat_value requests)
     READS=$((READS + 1))
     [ $((AFTER - BEFORE - READS)) -ge 10 ] && break
 done
@@ -215,10 +174,10 @@ ok $? "new calls succeed within 2 s of the kill ($DELAY ms)"
 
 # -- events with two brokers -----------------------------------------------
 
-start_cluster_broker lo-b2 'tcp://127.0.0.1:*'
+start_cluster_broker lo-b2 'tcp://127.0.0.1:*' --insecure || bail "no broker lo-b2"
 B2=$CB_EP
 B2_PID=$CB_PID
-wait_instances_at "$B2" echo 2 10 || diag "echo did not rejoin broker 2"
+at_broker "$B2" wait_instances echo 2 10 || diag "echo did not rejoin broker 2"
 # A broadcast subscriber and a balanced group of two, all linked to both.
 for name in all g1 g2; do
     group=""

@@ -33,42 +33,8 @@ B1=tcp://127.0.0.1:$P1
 B2=tcp://127.0.0.1:$P2
 
 CLUSTER="rj$$"
-BPORT=$(python3 -c 'import socket; s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+BPORT=$(free_udp_port)
 CL="--cluster $CLUSTER --beacon lo --beacon-port $BPORT"
-
-# start_cluster_broker NAME ENDPOINT: sets CB_PID; bails if it cannot bind.
-start_cluster_broker () {
-    "$SB" broker --bind "$2" --name "$1" $CL --insecure > "$SB_TMP/$1.log" 2>&1 &
-    CB_PID=$!
-    sb_track $CB_PID
-    if ! wait_for_line "$SB_TMP/$1.log" ' listening on tcp://' 20; then
-        diag "broker $1 did not start on $2:"
-        sed 's/^/#   /' "$SB_TMP/$1.log"
-        return 1
-    fi
-}
-
-# requests_at ENDPOINT: the broker's sys.stats request counter (this
-# sys.stats call included).
-requests_at () {
-    local saved=$BROKER
-    BROKER=$1
-    stat_value requests
-    BROKER=$saved
-}
-
-# wait_instances_at ENDPOINT SERVICE N SECONDS
-wait_instances_at () {
-    local saved=$BROKER tries=$(($4 * 5)) rc=1
-    BROKER=$1
-    while [ $tries -gt 0 ]; do
-        [ "$(instances "$2")" = "$3" ] && { rc=0; break; }
-        sleep 0.2
-        tries=$((tries - 1))
-    done
-    BROKER=$saved
-    return $rc
-}
 
 # self_connected PORT: sockets connected from 127.0.0.1:PORT to itself.
 self_connected () {
@@ -76,9 +42,9 @@ self_connected () {
 }
 
 BROKER=""
-start_cluster_broker rj-b1 "$B1" || bail "no broker 1"
+start_cluster_broker rj-b1 "$B1" --insecure || bail "no broker 1"
 B1_PID=$CB_PID
-start_cluster_broker rj-b2 "$B2" || bail "no broker 2"
+start_cluster_broker rj-b2 "$B2" --insecure || bail "no broker 2"
 diag "cluster $CLUSTER, brokers on $P1 and $P2 (ephemeral range starts at $EPH_LOW)"
 
 # Host A knows only the cluster; host B also has both brokers as seeds.
@@ -88,9 +54,9 @@ sb_track $!
 sb_track $!
 wait_for_line "$SB_TMP/a.out" '^sb run: serving ' 30 && wait_for_line "$SB_TMP/b.out" '^sb run: serving ' 30 \
     || { sed 's/^/#   /' "$SB_TMP/a.err" "$SB_TMP/b.err"; bail "sb run did not start"; }
-wait_instances_at "$B1" echo 3 15
+at_broker "$B1" wait_instances echo 3 15
 ok $? "both hosts offer echo at broker 1 (3 instances)"
-wait_instances_at "$B2" echo 3 15
+at_broker "$B2" wait_instances echo 3 15
 ok $? "and at broker 2"
 
 # A caller running across the kill and the restart (up to 60 s of calls,
@@ -107,17 +73,17 @@ wait "$B1_PID" 2>/dev/null
 # B's seed link keeps retrying the dead port all along.
 sleep 4
 is "$(self_connected $P1)" 0 "nobody holds broker 1's port while it is down (no TCP self-connect)"
-start_cluster_broker rj-b1 "$B1"
+start_cluster_broker rj-b1 "$B1" --insecure
 ok $? "broker 1 restarts on the same port $P1"
-wait_instances_at "$B1" echo 3 15
+at_broker "$B1" wait_instances echo 3 15
 ok $? "both hosts (by beacon and by seed) offer echo at the restarted broker again"
 
 # The running caller sends calls through the restarted broker: its counter
 # grows by more than the two sys.stats calls that read it.
 sleep 2
-BEFORE=$(requests_at "$B1")
+BEFORE=$(at_broker "$B1" stat_value requests)
 sleep 3
-AFTER=$(requests_at "$B1")
+AFTER=$(at_broker "$B1" stat_value requests)
 THROUGH=$((AFTER - BEFORE - 1))
 diag "restarted broker 1 routed $THROUGH calls of the running caller in 3 s"
 [ "$THROUGH" -ge 10 ] && kill -0 $RJ_PID 2>/dev/null

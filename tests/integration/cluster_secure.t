@@ -21,25 +21,9 @@ OTHER="$SB_TMP/other-keys"
 "$DEMO_KEYS" "$OTHER" "$SB" > /dev/null 2>&1 || bail "demo-keys.sh (other authority) failed"
 
 CLUSTER="sec$$"
-BPORT=$(python3 -c 'import socket; s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+BPORT=$(free_udp_port)
 CL="--cluster $CLUSTER --beacon lo --beacon-port $BPORT"
 AS_CLI="--keys $K --member cli"
-
-# start_cluster_broker NAME ARGS...: a broker of the cluster on a free
-# port; sets CB_PID and CB_EP (with #KEY when secure).
-start_cluster_broker () {
-    local name=$1
-    shift
-    "$SB" broker --bind 'tcp://127.0.0.1:*' --name "$name" $CL "$@" > "$SB_TMP/$name.log" 2>&1 &
-    CB_PID=$!
-    sb_track $CB_PID
-    if ! wait_for_line "$SB_TMP/$name.log" ' listening on tcp://' 20; then
-        diag "broker $name did not start:"
-        sed 's/^/#   /' "$SB_TMP/$name.log"
-        bail "no broker $name"
-    fi
-    CB_EP=$(sed -n 's/.* listening on \(tcp:[^ ]*\).*/\1/p' "$SB_TMP/$name.log" | tail -n 1)
-}
 
 # services_json ENDPOINT [KEYS ARGS]: sys.services of one broker.
 services_json () {
@@ -83,9 +67,9 @@ except ValueError:
 ' "$2"
 }
 
-start_cluster_broker sec-b1 --keys "$K" --member broker1
+start_cluster_broker sec-b1 'tcp://127.0.0.1:*' --keys "$K" --member broker1 || bail "no broker sec-b1"
 B1=$CB_EP
-start_cluster_broker sec-b2 --keys "$K" --member broker2
+start_cluster_broker sec-b2 'tcp://127.0.0.1:*' --keys "$K" --member broker2 || bail "no broker sec-b2"
 B2=$CB_EP
 like "$B1" '#[0-9a-f]{64}$' "secure broker 1 prints its endpoint with its key"
 diag "cluster $CLUSTER, beacons on 127.255.255.255:$BPORT, brokers ${B1%%#*} ${B2%%#*}"
@@ -114,9 +98,9 @@ ok $((RC == 0)) "an insecure sb call by discovery gets nothing from the secure c
 
 # -- an insecure broker and a foreign-authority broker join the cluster name --
 
-start_cluster_broker plain-b3 --insecure
+start_cluster_broker plain-b3 'tcp://127.0.0.1:*' --insecure || bail "no broker plain-b3"
 B3=$CB_EP
-start_cluster_broker foreign-b4 --keys "$OTHER" --member broker1
+start_cluster_broker foreign-b4 'tcp://127.0.0.1:*' --keys "$OTHER" --member broker1 || bail "no broker foreign-b4"
 B4=$CB_EP
 diag "insecure broker ${B3}, foreign broker ${B4%%#*}"
 # Until both secure brokers have refused beacons of each kind.

@@ -263,6 +263,43 @@ print(value)
 ' "$1"
 }
 
+# -- clusters ------------------------------------------------------------
+
+# free_udp_port: a UDP port on 127.0.0.1 nobody uses now (one test's beacons).
+free_udp_port () {
+    python3 -c 'import socket; s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
+}
+
+# start_cluster_broker NAME BIND [ARGS...]: a broker of the test's cluster
+# ($CL: --cluster, --beacon, --beacon-port) bound to BIND; sets CB_PID and
+# CB_EP (the endpoint it reports, with #KEY when secure).  Returns 1, after
+# showing its log, when it did not start.  Output in $SB_TMP/NAME.log.
+start_cluster_broker () {
+    local name=$1 bind=$2
+    shift 2
+    "$SB" broker --bind "$bind" --name "$name" $CL "$@" > "$SB_TMP/$name.log" 2>&1 &
+    CB_PID=$!
+    sb_track $CB_PID
+    if ! wait_for_line "$SB_TMP/$name.log" ' listening on tcp://' 20; then
+        diag "broker $name did not start on $bind:"
+        sed 's/^/#   /' "$SB_TMP/$name.log"
+        return 1
+    fi
+    CB_EP=$(sed -n 's/.* listening on \(tcp:[^ ]*\).*/\1/p' "$SB_TMP/$name.log" | tail -n 1)
+}
+
+# at_broker ENDPOINT COMMAND [ARGS...]: runs one of the queries above
+# (instances, wait_instances, stat_value) against that broker.
+at_broker () {
+    local saved=$BROKER rc
+    BROKER=$1
+    shift
+    "$@"
+    rc=$?
+    BROKER=$saved
+    return $rc
+}
+
 # json_get JSON PATH: one field of a JSON text ("a.b"), printed as JSON.
 json_get () {
     printf '%s' "$1" | python3 -c '
