@@ -842,6 +842,65 @@ main (void)
             out.text);
 
     sb_client_destroy (&victim);
+
+    /*  6. A cluster where one broker knows no vault worker yet (it has
+        just started): its empty sys.keys answer sends the lookup on to
+        the other broker, and its unrouted not_found sends the call on.  */
+    char both [1100];
+    snprintf (both, sizeof both, "%s,%s", fake_endpoint, endpoint);
+    sb_client_options_t bopts = { .endpoints = both, .keys = s_dir, .member = "alice" };
+    sb_client_t *pair = port > 0 ? sb_client_new (&bopts, &err) : NULL;
+    int empty_answers = 0;
+    memset (&out, 0, sizeof out);
+    int64_t start = zclock_mono (), end = start + 8000;
+    bool called = false;
+    while (pair && !out.done && zclock_mono () < end) {
+        /*  Both links welcomed first, so the lookup may go to either.  */
+        if (!called && zclock_mono () - start > 300) {
+            size_t n = s_pack_secret (event, sizeof event, "secret", "via the cluster");
+            called = sb_client_call_async (pair, "vault", "put", event, n, 5000, s_outcome, &out, &err) == 0;
+        }
+        sb_client_dispatch (pair, 5);
+        zmq_pollitem_t item = { zsock_resolve (router), 0, ZMQ_POLLIN, 0 };
+        if (zmq_poll (&item, 1, 5) != 1)
+            continue;
+        zmsg_t *msg = zmsg_recv (router);
+        zframe_t *from = zmsg_first (msg);
+        zframe_t *header = zmsg_next (msg);
+        sb_header_t h, reply_h;
+        if (header && sb_header_decode (&h, zframe_data (header), zframe_size (header)) == SB_WIRE_OK) {
+            if (h.command == SB_CMD_HELLO) {
+                sb_header_init (&reply_h, SB_CMD_WELCOME);
+                sb_header_set_name (&reply_h, "new");
+                reply_h.heartbeat_ms = 1000;
+                s_fake_send (router, from, &reply_h, NULL, 0);
+            }
+            else
+            if (h.command == SB_CMD_REQUEST && streq (h.service, "sys") && streq (h.method, "keys")) {
+                empty_answers++;
+                sb_header_init (&reply_h, SB_CMD_REPLY);
+                reply_h.request_id = h.request_id;
+                reply_h.present |= SB_H_REQUEST_ID;
+                s_fake_send (router, from, &reply_h, "\x81\xa5" "certs" "\x90", 8);
+            }
+            else
+            if (h.command == SB_CMD_REQUEST) {
+                sb_header_init (&reply_h, SB_CMD_ERROR);
+                reply_h.request_id = h.request_id;
+                reply_h.code = SB_E_NOT_FOUND;
+                reply_h.flags = SB_F_UNROUTED;
+                reply_h.present |= SB_H_REQUEST_ID | SB_H_CODE;
+                sb_header_set_text (&reply_h, "no service 'vault'");
+                s_fake_send (router, from, &reply_h, NULL, 0);
+            }
+        }
+        zmsg_destroy (&msg);
+    }
+    tap_ok (out.done && out.code == SB_OK && empty_answers >= 1,
+            "a broker that knows no vault yet answers the key lookup empty (%d), the other "
+            "broker's answer is used and the call succeeds (%s)", empty_answers,
+            out.code ? out.text : "ok");
+    sb_client_destroy (&pair);
     zsock_destroy (&router);
     sb_client_destroy (&alice);
     sb_instance_stop (&vault);
