@@ -123,6 +123,8 @@ struct sb_peer {
     sb_sealer_t *sealer;            /* with an identity: end-to-end sealing */
     bool has_trace;                 /* trace context, see sb_peer_set_trace */
     uint8_t trace [16];
+    uint8_t trace_pool [32 * 16];   /* fresh trace ids, drawn 32 at a time */
+    size_t trace_pool_left;
 };
 
 static size_t
@@ -559,8 +561,17 @@ s_trace_for (sb_peer_t *self, uint8_t *trace)
 {
     if (self->has_trace)
         memcpy (trace, self->trace, sizeof self->trace);
-    else
-        randombytes_buf (trace, sizeof self->trace);
+    else {
+        /*  randombytes_buf is a getrandom(2) call: one per 32 ids rather
+            than a syscall per call (trace ids are not secrets).  */
+        if (self->trace_pool_left == 0) {
+            randombytes_buf (self->trace_pool, sizeof self->trace_pool);
+            self->trace_pool_left = sizeof self->trace_pool / sizeof self->trace;
+        }
+        self->trace_pool_left--;
+        memcpy (trace, self->trace_pool + self->trace_pool_left * sizeof self->trace,
+                sizeof self->trace);
+    }
 }
 
 /*  --------------------------------------------------------------------
