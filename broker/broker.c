@@ -1283,13 +1283,17 @@ s_on_request (engine_t *self, peer_t *p, sb_header_t *h, const body_t *body)
         s_list_push_back (&s->queue, r);
 }
 
+/*  Flags a worker's answer never passes on: the request-only ones, and
+    unrouted (only the broker may say a request reached no service).  */
+#define S_NOT_FROM_WORKERS (SB_F_IDEMPOTENT | SB_F_NO_REPLY | SB_F_RETRY | SB_F_UNROUTED)
+
 /*  Forwards a REPLY whose header frame already says what the caller must
     get, but for the request id: the frame itself goes on, its id value
     overwritten in place with the caller's (as a uint64, a width any id
     may use).  The busiest path then encodes nothing and builds no frame.
     That holds when the whole message is that one frame, its map is
     version, command, request_id (as a uint64), and at most flags without
-    the request-only bits, trace and an inline body, each once.  Returns
+    S_NOT_FROM_WORKERS, trace and an inline body, each once.  Returns
     1 when it does not hold (the caller re-encodes), else what the send
     returned (0, or -1 as s_send_frames).  */
 static int
@@ -1299,8 +1303,7 @@ s_forward_reply (engine_t *self, peer_t *caller, const sb_header_t *h, const bod
     zmq_msg_t *frame = &self->frames [0];
     const uint32_t allowed = (1u << SB_K_VERSION) | (1u << SB_K_COMMAND) | SB_H_REQUEST_ID
                            | (1u << SB_K_FLAGS) | SB_H_TRACE | SB_H_BODY;
-    if ((body && body->frame != frame) || (h->present & ~allowed)
-    ||  (h->flags & (SB_F_IDEMPOTENT | SB_F_NO_REPLY | SB_F_RETRY)))
+    if ((body && body->frame != frame) || (h->present & ~allowed) || (h->flags & S_NOT_FROM_WORKERS))
         return 1;
     uint8_t *data = zmq_msg_data (frame);
     size_t size = zmq_msg_size (frame), at = h->request_id_at;
@@ -1350,9 +1353,7 @@ s_on_answer (engine_t *self, peer_t *p, sb_header_t *h, const body_t *body)
         sb_header_init (&out, h->command);
         out.request_id = r->caller_id;
         out.present |= SB_H_REQUEST_ID;
-        /*  Only the broker may say a request reached no service.  */
-        out.flags = h->flags & ~(uint32_t) (SB_F_IDEMPOTENT | SB_F_NO_REPLY | SB_F_RETRY
-                                            | SB_F_UNROUTED);
+        out.flags = h->flags & ~(uint32_t) S_NOT_FROM_WORKERS;
         if (h->present & SB_H_TRACE) {
             memcpy (out.trace, h->trace, sizeof out.trace);
             out.present |= SB_H_TRACE;

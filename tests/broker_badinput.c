@@ -192,8 +192,9 @@ main (void)
         h.present |= SB_H_REQUEST_ID | SB_H_TRACE;
         memset (h.trace, 0x5a, sizeof h.trace);
         if (variant) {
-            /*  Request-only flags and a span: dropped by the re-encoding.  */
-            h.flags = SB_F_RETRY | SB_F_SEALED;
+            /*  A request-only flag, unrouted (the broker's alone) and a
+                span: dropped by the re-encoding.  */
+            h.flags = SB_F_RETRY | SB_F_UNROUTED | SB_F_SEALED;
             h.present |= SB_H_SPAN;
             memset (h.span, 0x33, sizeof h.span);
         }
@@ -203,7 +204,7 @@ main (void)
                 && m.h.trace [0] == 0x5a && m.size == 2 && !memcmp (m.body, "\xa1y", 2),
                 "%s reply: the caller's id, the trace and the body", variant ? "re-encoded" : "passed-on");
         tap_ok (ok && m.h.flags == (variant ? SB_F_SEALED : 0u) && !(m.h.present & SB_H_SPAN),
-                "%s reply: no request-only flag, no span", variant ? "re-encoded" : "passed-on");
+                "%s reply: no request-only or unrouted flag, no span", variant ? "re-encoded" : "passed-on");
     }
 
     /*  A REPLY for a request the sender does not hold.  */
