@@ -32,14 +32,14 @@ trap cleanup EXIT
 
 if [ ! -x "$PROBE" ]; then
     echo "1..0 # SKIP $PROBE not built"
-    exit 77
+    exit 0
 fi
 netns_up
 up=$?
 trap cleanup EXIT       # netns_up set netns_down alone; cleanup calls it
 if [ $up != 0 ]; then
     echo "1..0 # SKIP $NETNS_WHY"
-    exit 77
+    exit 0
 fi
 
 # Broadcast on sb0: h1 and h2 announce, h3 only listens.

@@ -19,7 +19,7 @@ if ! netns_up; then
     trap sb_cleanup EXIT        # netns_up may have set netns_down alone
     netns_down
     echo "1..0 # SKIP $NETNS_WHY"
-    exit 77
+    exit 0
 fi
 # netns_up replaced lib.sh's EXIT trap: stop the processes (they live in
 # the namespaces), then remove the namespaces, then lib.sh's cleanup.

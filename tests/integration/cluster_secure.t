@@ -13,7 +13,7 @@
 . "$(dirname "$0")/lib.sh"
 
 DEMO_KEYS=${SB_TOP_SRCDIR:-}/tools/demo-keys.sh
-[ -x "$DEMO_KEYS" ] || { echo "1..0 # SKIP no tools/demo-keys.sh (SB_TOP_SRCDIR)"; exit 77; }
+[ -x "$DEMO_KEYS" ] || { echo "1..0 # SKIP no tools/demo-keys.sh (SB_TOP_SRCDIR)"; exit 0; }
 
 K="$SB_TMP/keys"
 OTHER="$SB_TMP/other-keys"

@@ -15,7 +15,7 @@ set -u
 
 if [ -z "${SB:-}" ] || [ -z "${SB_PLUGINS:-}" ] || [ ! -x "$SB" ]; then
     echo "1..0 # SKIP SB and SB_PLUGINS are not set (run through make check)"
-    exit 77
+    exit 0
 fi
 unset SB_CONNECT
 # In the build tree $SB is libtool's wrapper script, which costs a shell
