@@ -118,9 +118,9 @@ if [ "${BASH_SOURCE[0]}" = "$0" ]; then
         check)
             netns_check && exit 0
             echo "skip: $NETNS_WHY"
-            exit 0 ;;
+            exit 77 ;;
         demo)
-            netns_up || { echo "skip: $NETNS_WHY"; exit 0; }
+            netns_up || { echo "skip: $NETNS_WHY"; exit 77; }
             for i in 1 2 3; do
                 netns_exec $i ip -brief addr show dev sb0
             done
