@@ -236,6 +236,7 @@ typedef struct {
 
 typedef struct {
     uint64_t requests, replies, timeouts, late_replies, orphaned_replies;
+    uint64_t handshakes_failed;     /* refused by libzmq before ZAP (secure only) */
     uint64_t events, dropped_events, unreachable, send_failures;
     uint64_t errors [SB_E_CODE_MAX + 1];
     uint64_t bad [R_MAX];
@@ -270,6 +271,7 @@ typedef struct {
     zsock_t *pipe;
     zsock_t *router;
     void *sock;                     /* the router's libzmq handle */
+    zsock_t *monitor;               /* the router's failed handshakes (secure only) */
     int64_t now, started, next_tick;
     int hb;
     bool stop;
@@ -1726,7 +1728,8 @@ s_sys_stats (engine_t *self, msgpack_packer *pk)
     if (self->args->zap)
         sb_zap_stats (self->args->zap, &zs);
     s_pack_cstr (pk, "zap");
-    msgpack_pack_map (pk, 4);
+    msgpack_pack_map (pk, 5);
+    s_pack_counter (pk, "handshakes_failed", self->stats.handshakes_failed);
     s_pack_counter (pk, "admitted", zs.admitted);
     s_pack_counter (pk, "refused", zs.refused);
     s_pack_counter (pk, "certs", zs.certs);
@@ -2617,6 +2620,10 @@ s_engine_destroy (engine_t *self)
     zhashx_destroy (&self->services);
     zhashx_destroy (&self->groups);
     msgpack_sbuffer_destroy (&self->sbuf);
+    if (self->monitor) {
+        zmq_socket_monitor (self->sock, NULL, 0);
+        zsock_destroy (&self->monitor);
+    }
     if (self->router) {
         /*  Give the BYEs a moment to leave, never more.  */
         zsock_set_linger (self->router, 100);
@@ -2652,7 +2659,37 @@ s_engine_bind (engine_t *self)
     char *endpoint = zsock_last_endpoint (self->router);
     snprintf (a->endpoint, sizeof a->endpoint, "%s", endpoint ? endpoint : a->bind);
     zstr_free (&endpoint);
+    if (self->secure) {
+        /*  A client that fails the CURVE handshake before ZAP is asked (a
+            plaintext client, a wrong server key, garbage) is refused by
+            libzmq alone: a socket monitor is the only way to count it.
+            ZAP's own refusals (HANDSHAKE_FAILED_AUTH) are counted by zap.c. */
+        char monitor [64];
+        snprintf (monitor, sizeof monitor, "inproc://sb-broker-handshakes-%p", (void *) self);
+        if (zmq_socket_monitor (self->sock, monitor, ZMQ_EVENT_HANDSHAKE_FAILED_NO_DETAIL
+                                | ZMQ_EVENT_HANDSHAKE_FAILED_PROTOCOL) == 0) {
+            self->monitor = zsock_new (ZMQ_PAIR);
+            if (self->monitor && zsock_connect (self->monitor, "%s", monitor) < 0)
+                zsock_destroy (&self->monitor);
+        }
+    }
     return 0;
+}
+
+/*  Counts the failed handshakes the monitor reports (two frames each:
+    event number and value, then the peer's address).  */
+static void
+s_monitor_recv (engine_t *self)
+{
+    for (int i = 0; i < 64; i++) {
+        zmsg_t *event = zmsg_recv_nowait (self->monitor);
+        if (!event)
+            break;
+        zframe_t *head = zmsg_first (event);
+        if (head && zframe_size (head) >= 2)
+            self->stats.handshakes_failed++;
+        zmsg_destroy (&event);
+    }
 }
 
 static void
@@ -2702,7 +2739,7 @@ s_broker_actor (zsock_t *pipe, void *arg)
         long timeout = wake > self->now ? (long) (wake - self->now) : 0;
         /*  ROUTER, pipe, the beacon if any, then one item per open link
             (owners [i] says whose).  */
-        size_t nitems = 3 + self->nbrokers;
+        size_t nitems = 4 + self->nbrokers;
         if (nitems > self->items_alloc) {
             zmq_pollitem_t *items = realloc (self->items, nitems * sizeof *items);
             cbroker_t **owners = realloc (self->owners, nitems * sizeof *owners);
@@ -2723,6 +2760,11 @@ s_broker_actor (zsock_t *pipe, void *arg)
         if (beacon_fd >= 0) {
             beacon_item = count;
             items [count++] = (zmq_pollitem_t) { NULL, beacon_fd, ZMQ_POLLIN, 0 };
+        }
+        int monitor_item = -1;
+        if (self->monitor) {
+            monitor_item = count;
+            items [count++] = (zmq_pollitem_t) { zsock_resolve (self->monitor), 0, ZMQ_POLLIN, 0 };
         }
         int first_link = count;
         for (size_t i = 0; i < self->nbrokers; i++)
@@ -2760,6 +2802,8 @@ s_broker_actor (zsock_t *pipe, void *arg)
         s_reap (self);
         self->now = zclock_mono ();
         s_expire (self);
+        if (monitor_item >= 0 && (items [monitor_item].revents & ZMQ_POLLIN))
+            s_monitor_recv (self);
         /*  Links before beacons: a beacon event may close a link.  */
         for (int i = first_link; i < count; i++)
             if (items [i].revents & ZMQ_POLLIN)

@@ -218,6 +218,14 @@ main (void)
     tap_ok (s_shut_out (old), "expired certificate: nothing gets through");
     tap_ok (s_refused_wait (admin, "expired", 1) >= 1, "counted as 'expired'");
     tap_ok (s_shut_out (NULL), "a client without CURVE: nothing gets through");
+    int64_t failed = -1;
+    for (int i = 0; i < 200 && failed < 1; i++) {
+        failed = bp_stat (admin, "zap", "handshakes_failed");
+        if (failed < 1)
+            zclock_sleep (25);
+    }
+    tap_ok (failed >= 1, "and counted as a failed handshake (zap.handshakes_failed %lld)",
+            (long long) failed);
 
     /*  ACL: mallory may offer 'other' and call 'sys' only.  */
     zsock_t *mal = s_connect (mallory);
