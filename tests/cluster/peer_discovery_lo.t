@@ -66,6 +66,27 @@ BROKER=$B2; wait_instances echo 0 20; ok $? "the host unlinked b2 (no echo insta
 out=$("$SB" call echo.reverse '{"text": "xy"}' 2>&1)
 is "$out" '{"text":"yx"}' "calls still succeed through b1"
 
+# A beacon pointing at an endpoint nobody answers on: peers link to it and
+# wait for it, calls go through the broker that answers, nothing hangs.
+DEAD=tcp://127.0.0.1:$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+"$ANNOUNCE" "$SB_CLUSTER" "$PORT" 200 "$DEAD" > "$SB_TMP/a4.out" 2>&1 &
+sb_track $!
+heard=1
+for i in $(seq 1 50); do
+    cat "$SB_TMP/run.out" "$SB_TMP/run.err" | grep -q "at $DEAD appeared, linked" && { heard=0; break; }
+    sleep 0.2
+done
+ok $heard "the host hears the beacon of a dead endpoint and links to it"
+good=0
+start=$(now_ms)
+for i in $(seq 1 10); do
+    [ "$("$SB" call --timeout 5000 echo.echo '2' 2>/dev/null)" = 2 ] && good=$((good + 1))
+done
+elapsed=$(( $(now_ms) - start ))
+[ $good -eq 10 ]
+ok $? "10 one-shot calls answered through b1 meanwhile ($good ok in $elapsed ms)"
+BROKER=$B1; is "$(instances echo)" 1 "the host still serves through b1"
+
 # No broker of the cluster at all: a bounded wait, exit 1.
 start=$(now_ms)
 "$SB" call --cluster "nobody-$$" echo.echo > /dev/null 2> "$SB_TMP/nobody.err"
