@@ -21,8 +21,16 @@ start_broker b2; B2=$BROKER
 A1=$!; sb_track $A1
 "$ANNOUNCE" "$SB_CLUSTER" "$PORT" 200 "$B2" > "$SB_TMP/a2.out" 2>&1 &
 A2=$!; sb_track $A2
-# A broker of another cluster on the same port: must never be used.
-start_broker b3; B3=$BROKER
+# A broker of another cluster on the same port: must never be used.  It
+# listens below the ephemeral range, where no other test's host, still
+# retrying a killed broker's random port, can reach it by chance.
+P3=""
+for _ in $(seq 200); do
+    p=$((20000 + RANDOM % 10000))
+    if ! (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null; then P3=$p; break; fi
+done
+start_broker b3 ${P3:+--bind tcp://127.0.0.1:$P3}; B3=$BROKER
+diag "the foreign cluster's broker listens on $B3"
 "$ANNOUNCE" "other-$$" "$PORT" 200 "$B3" > "$SB_TMP/a3.out" 2>&1 &
 sb_track $!
 
