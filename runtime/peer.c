@@ -590,6 +590,15 @@ s_pick_link (sb_peer_t *self, size_t attempt)
     return NULL;
 }
 
+/*  True to pass over the broker that answered this call unrouted, while
+    another link remains to try.  */
+static bool
+s_skip_unrouted (const sb_peer_t *self, const s_call_t *call, sb_link_t *link, size_t attempt)
+{
+    return call->unrouted && sb_link_id (link) == call->unrouted_link
+        && attempt + 1 < self->nlinks;
+}
+
 /*  s_send_call for a sealed call: the plaintext stays with the call
     until it has gone out (kept after, for an idempotent call's retry),
     and each send seals it afresh.  */
@@ -606,9 +615,8 @@ s_send_sealed (sb_peer_t *self, s_call_t *call, sb_header_t *h)
         sb_link_t *link = s_pick_link (self, attempt);
         if (!link)
             break;
-        if (call->unrouted && sb_link_id (link) == call->unrouted_link
-        &&  attempt + 1 < self->nlinks)
-            continue;               /* that broker knew no such service */
+        if (s_skip_unrouted (self, call, link, attempt))
+            continue;
         zmq_msg_t body;
         sb_error_t err;
         if (sb_sealer_seal (self->sealer, call->seal_pk, context, length,
@@ -654,9 +662,8 @@ s_send_call (sb_peer_t *self, s_call_t *call, int64_t now)
         sb_link_t *link = s_pick_link (self, attempt);
         if (!link)
             break;
-        if (call->unrouted && sb_link_id (link) == call->unrouted_link
-        &&  attempt + 1 < self->nlinks)
-            continue;               /* that broker knew no such service */
+        if (s_skip_unrouted (self, call, link, attempt))
+            continue;
         /*  With several brokers any call keeps its body: one that has
             just started may answer not_found (unrouted) and the call
             goes to another.  */
