@@ -5,7 +5,7 @@
 
     Messages are sealed and opened in batches so every open is a fresh,
     in-order nonce, as on the bus.  */
-#include "seal.h"
+#include "security/seal.h"
 
 #include <stdio.h>
 #include <stdlib.h>

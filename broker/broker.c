@@ -36,7 +36,7 @@
       zmq_msg_copy (reference-counted: no bytes copied).  Whatever is
       received small as a second frame goes out inline.  A request keeps
       its body until sent, an idempotent one until answered (re-dispatch).
-    - Cluster: the actor embeds a beacon (runtime/beacon.h) polled with
+    - Cluster: the actor embeds a beacon (runtime/bus/beacon.h) polled with
       the ROUTER.  Every broker it hears of gets a DEALER "link" from this
       broker: PEER first, HEARTBEAT when idle, DIRECTORY (our local
       services) when the directory changes and every 2 heartbeats.  What
@@ -51,9 +51,9 @@
       path costs a compare when allowed.
 */
 #include "broker.h"
-#include "wire.h"
-#include "beacon.h"
-#include "identity.h"
+#include "wire/wire.h"
+#include "bus/beacon.h"
+#include "security/identity.h"
 #include "zap.h"
 
 #include <arpa/inet.h>

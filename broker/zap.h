@@ -6,7 +6,7 @@
     the one every zsock uses — whether to admit the client, giving only
     the client's CURVE public key.  This handler admits the key iff the
     broker knows a certificate for it that is signed by the cluster
-    authority, valid now and not revoked (runtime/cert.h); other brokers
+    authority, valid now and not revoked (runtime/security/cert.h); other brokers
     of the cluster are members too and are admitted the same way.
     Everything else is refused (status 400) and counted by reason.
 
@@ -33,7 +33,7 @@
 #ifndef SB_ZAP_H_INCLUDED
 #define SB_ZAP_H_INCLUDED
 
-#include "cert.h"
+#include "security/cert.h"
 
 #include <czmq.h>
 

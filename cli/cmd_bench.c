@@ -4,7 +4,7 @@
     sides of a comparison share the machine at the same moment:
 
     - Switchboard: a broker (broker/broker.h), one instance of an in-process
-      echo service (runtime/instance.h) and a client (switchboard.h) that
+      echo service (runtime/host/instance.h) and a client (switchboard.h) that
       keeps --inflight requests outstanding;
     - with --baseline, the bare libzmq equivalent: a ROUTER/DEALER
       zmq_proxy with a DEALER echo worker, and a DEALER client keeping the
@@ -36,13 +36,13 @@
     higher rates than one long run did, which is not understood yet.
 */
 #include "commands.h"
-#include "broker.h"
-#include "instance.h"
+#include "broker/broker.h"
+#include "host/instance.h"
 #include "switchboard.h"
 
-#include "cert.h"
-#include "identity.h"
-#include "link.h"              /* SB_LINK_HWM, for the baseline */
+#include "security/cert.h"
+#include "security/identity.h"
+#include "bus/link.h"              /* SB_LINK_HWM, for the baseline */
 
 #include <czmq.h>
 #include <errno.h>

@@ -7,10 +7,10 @@
     SIGHUP reloads certificates and the revocation list.
 */
 #include "commands.h"
-#include "broker.h"
-#include "beacon.h"
-#include "identity.h"
-#include "wire.h"
+#include "broker/broker.h"
+#include "bus/beacon.h"
+#include "security/identity.h"
+#include "wire/wire.h"
 
 #include <sodium.h>
 #include <errno.h>

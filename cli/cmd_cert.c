@@ -2,7 +2,7 @@
     cluster authority's key; `sb cert show` prints one and, given the
     authority's public key, verifies it.  Formats: docs/security.md.  */
 #include "commands.h"
-#include "cert.h"
+#include "security/cert.h"
 
 #include <getopt.h>
 #include <sodium.h>

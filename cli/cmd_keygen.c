@@ -5,7 +5,7 @@
     never overwritten, so a key cannot be lost by a slip of the shell
     history.  Either both files of a pair are written or neither.  */
 #include "commands.h"
-#include "keys.h"
+#include "security/keys.h"
 
 #include <errno.h>
 #include <getopt.h>

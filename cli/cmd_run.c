@@ -16,10 +16,10 @@
     schema file (a method it lacks, another idempotent flag) is warned of.
 */
 #include "common.h"
-#include "service_config.h"
-#include "instance.h"
-#include "plugin.h"
-#include "schema.h"
+#include "host/config.h"
+#include "host/instance.h"
+#include "host/plugin.h"
+#include "schema/schema.h"
 
 #include <getopt.h>
 #include <inttypes.h>

@@ -12,7 +12,7 @@
 
 #include "commands.h"
 #include "switchboard.h"
-#include "identity.h"
+#include "security/identity.h"
 
 #define SB_EXIT_TIMEOUT 3
 

@@ -13,7 +13,7 @@
     Seeds are in fuzz/corpus/beacon/; under `make check` the corpus replays
     through the shared driver.
 */
-#include "beacon.h"
+#include "bus/beacon.h"
 
 #include <stdlib.h>
 #include <string.h>

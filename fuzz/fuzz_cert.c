@@ -10,7 +10,7 @@
     - every pattern matches its own text (less a trailing '*');
     - access checks and key ids work on whatever parsed.
 */
-#include "cert.h"
+#include "security/cert.h"
 
 #include <stdlib.h>
 #include <string.h>

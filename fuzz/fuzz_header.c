@@ -12,7 +12,7 @@
       body included: it lies inside the input, and comes back byte for
       byte from a frame built with sb_header_encode_inline.
 */
-#include "wire.h"
+#include "wire/wire.h"
 
 #include <stdlib.h>
 #include <string.h>

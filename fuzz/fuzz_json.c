@@ -15,7 +15,7 @@
     Any broken promise aborts, which libFuzzer and the replay test report.
 */
 #include "switchboard.h"
-#include "wire.h"
+#include "wire/wire.h"
 
 #include <stdlib.h>
 #include <string.h>

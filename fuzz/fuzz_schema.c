@@ -11,8 +11,8 @@
     an OpenAPI document, and a few fixed bodies are validated against
     every method it describes.
 */
-#include "openapi.h"
-#include "wire.h"
+#include "schema/openapi.h"
+#include "wire/wire.h"
 
 #include <stdlib.h>
 #include <string.h>

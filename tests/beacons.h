@@ -6,7 +6,7 @@
 #ifndef SB_BEACONS_H_INCLUDED
 #define SB_BEACONS_H_INCLUDED
 
-#include "beacon.h"
+#include "bus/beacon.h"
 #include "tap.h"
 
 #include <arpa/inet.h>

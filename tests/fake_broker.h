@@ -9,7 +9,7 @@
 #ifndef SB_FAKE_BROKER_H_INCLUDED
 #define SB_FAKE_BROKER_H_INCLUDED
 
-#include "wire.h"
+#include "wire/wire.h"
 #include "tap.h"
 
 #include <czmq.h>

@@ -8,8 +8,8 @@
 #ifndef SB_KEYS_DIR_H_INCLUDED
 #define SB_KEYS_DIR_H_INCLUDED
 
-#include "cert.h"
-#include "keys.h"
+#include "security/cert.h"
+#include "security/keys.h"
 #include "tap.h"
 
 #include <czmq.h>

@@ -32,8 +32,8 @@
     lost and a burst costs one system call on each side.
 */
 #include "bridge.h"
-#include "schema.h"
-#include "openapi.h"
+#include "schema/schema.h"
+#include "schema/openapi.h"
 
 #include <errno.h>
 #include <sodium.h>

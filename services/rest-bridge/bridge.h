@@ -19,7 +19,7 @@
 #define SB_REST_BRIDGE_H_INCLUDED
 
 #include "switchboard.h"
-#include "wire.h"
+#include "wire/wire.h"
 #include "auth.h"
 #include "metrics.h"
 #include "route.h"

@@ -23,7 +23,7 @@
     else a generated one, which is also the answer's X-Request-Id.
 */
 #include "bridge.h"
-#include "schema.h"
+#include "schema/schema.h"
 
 #include <arpa/inet.h>
 #include <errno.h>

@@ -1,6 +1,6 @@
 /*  route.c — route aliases of the REST bridge (see route.h).  */
 #include "route.h"
-#include "wire.h"
+#include "wire/wire.h"
 
 #include <stdio.h>
 #include <stdlib.h>

@@ -5,7 +5,7 @@
 
     usage: announce CLUSTER PORT INTERVAL_MS ENDPOINT...
 */
-#include "beacon.h"
+#include "bus/beacon.h"
 
 #include <czmq.h>
 #include <signal.h>

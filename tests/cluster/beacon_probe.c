@@ -14,7 +14,7 @@
     counters as "counters received=N accepted=N ...".  Exit 0, or 2 with
     a message on stderr if the beacon cannot start.
 */
-#include "beacon.h"
+#include "bus/beacon.h"
 
 #include <errno.h>
 #include <poll.h>

@@ -7,7 +7,7 @@
 
     usage: garbage ENDPOINT     (exit 0 once everything was sent)
 */
-#include "wire.h"
+#include "wire/wire.h"
 
 #include <stdio.h>
 #include <string.h>

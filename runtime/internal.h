@@ -1,0 +1,40 @@
+/*  internal.h — the runtime's private view of itself.
+
+    libswitchboard is built in layers (runtime/Makemodule.am); each layer's
+    header includes only the public header and the layers before it:
+
+        wire/      header codec, framing, names, error codes, trace ids
+        security/  keys, certificates, identities, sealed boxes
+        bus/       links, the peer (calls, failover, subscriptions),
+                   beacons, discovery, the sealer's lookups, clients
+        schema/    JSON <-> MessagePack, method schemas
+        host/      service instances (actors), plugins, service config
+
+    The runtime's own source files include this header and nothing else of
+    the runtime.  Nothing outside runtime/ includes it: the broker, `sb`
+    and the tests include the one layer header they use, and plugins see
+    only include/switchboard.h (everything else is hidden from the shared
+    library; tools/check-shape.sh checks both).
+*/
+#ifndef SB_INTERNAL_H_INCLUDED
+#define SB_INTERNAL_H_INCLUDED
+
+#include "switchboard.h"
+
+#include "wire/wire.h"
+#include "security/keys.h"
+#include "security/cert.h"
+#include "security/identity.h"
+#include "security/seal.h"
+#include "bus/link.h"
+#include "bus/peer.h"
+#include "security/sealer.h"
+#include "bus/beacon.h"
+#include "bus/discovery.h"
+#include "schema/schema.h"
+#include "schema/openapi.h"
+#include "host/config.h"
+#include "host/plugin.h"
+#include "host/instance.h"
+
+#endif
