@@ -1,0 +1,318 @@
+/*  directory.c — the directory of services and their workers, and
+    credit-based dispatch.
+
+    - A worker is one (peer, service) pair with a credit (capacity).  A
+      service keeps its workers in an array, a union table of method
+      names (a worker's methods are a bit mask over that table) and a
+      FIFO queue of waiting requests.
+    - A worker says READY with its methods (the one body the broker reads
+      besides DIRECTORY); a service exists while it has a worker.  A
+      request goes to the least-loaded worker with a free credit, or waits
+      in its service's queue until one frees (requests.c holds the
+      requests themselves).
+*/
+#include "engine.h"
+
+#include <stdio.h>
+#include <string.h>
+
+service_t *
+sb__service_lookup (engine_t *self, const char *name)
+{
+    return (service_t *) zhashx_lookup (self->services, name);
+}
+
+int
+sb__method_index (const service_t *s, const char *name)
+{
+    for (size_t i = 0; i < s->nmethods; i++)
+        if (!strcmp (s->methods [i].name, name))
+            return (int) i;
+    return -1;
+}
+
+/*  The least-loaded worker offering `method` with a free credit, or NULL.
+    Load compares in_flight/capacity by cross-multiplication; ties rotate. */
+worker_t *
+sb__pick_worker (service_t *s, int method)
+{
+    worker_t *best = NULL;
+    uint64_t bit = (uint64_t) 1 << method;
+    size_t n = s->nworkers;
+    for (size_t k = 0; k < n; k++) {
+        worker_t *w = s->workers [(s->rr + k) % n];
+        if (w->in_flight >= w->capacity || !(w->mask & bit) || w->peer->doomed)
+            continue;
+        if (!best || (uint64_t) w->in_flight * best->capacity
+                   < (uint64_t) best->in_flight * w->capacity)
+            best = w;
+    }
+    s->rr++;
+    return best;
+}
+
+/*  Sends a request (state QUEUED, off any list) to worker w.  0, or -1 when
+    the worker could not take it (the request is untouched).  */
+int
+sb__dispatch_to (engine_t *self, req_t *r, worker_t *w)
+{
+    /*  The stored header is rewritten in place (the caller's id is kept in
+        caller_id); a re-dispatch rewrites it again.  */
+    sb_header_t *h = &r->header;
+    h->request_id = sb__req_id (r);
+    h->present |= SB_H_REQUEST_ID;
+    int64_t left = r->deadline - self->now;
+    h->timeout_ms = (uint32_t) (left > 0 ? left : 1);
+    h->present |= SB_H_TIMEOUT;
+    if (r->idempotent)
+        h->flags |= SB_F_IDEMPOTENT;
+    h->present &= ~(SB_H_GROUP | SB_H_TOPIC | SB_H_NAME | SB_H_CODE | SB_H_CAPACITY);
+    h->capacity = h->code = h->heartbeat_ms = h->instance = 0;
+    h->text [0] = 0;
+
+    body_t body = { &r->body, NULL, r->body_size };
+    if (r->has_body)
+        body.data = (const uint8_t *) zmq_msg_data (&r->body) + r->body_offset;
+    if (sb__send (self, w->peer, h, r->has_body ? &body : NULL))
+        return -1;
+    if (r->has_body && !r->idempotent) {
+        zmq_msg_close (&r->body);
+        r->has_body = false;
+    }
+    r->state = REQ_INFLIGHT;
+    r->worker = w;
+    sb__req_list_push_back (&w->inflight, r);
+    w->in_flight++;
+    return 0;
+}
+
+/*  Sends queued requests to workers with free credit, in queue order.  */
+void
+sb__service_dispatch (engine_t *self, service_t *s)
+{
+    while (s->queue.head) {
+        req_t *r = s->queue.head;
+        worker_t *w = sb__pick_worker (s, r->method);
+        if (!w)
+            break;
+        sb__req_list_remove (&s->queue, r);
+        if (sb__dispatch_to (self, r, w) == 0)
+            continue;
+        if (sb__req_sendable (r))
+            sb__req_list_push_front (&s->queue, r);
+        else
+            sb__req_fail (self, r, SB_E_UNAVAILABLE, "worker unreachable");
+        if (!w->peer->doomed)
+            break;              /* its send queue is full: try again later */
+    }
+}
+
+static void
+s_service_recompute (service_t *s)
+{
+    s->mask = 0;
+    for (size_t i = 0; i < s->nworkers; i++)
+        s->mask |= s->workers [i]->mask;
+}
+
+/*  Forgets a service that has no worker left: its queue is answered
+    `unavailable`.  */
+static void
+s_service_destroy (engine_t *self, service_t *s)
+{
+    while (s->queue.head) {
+        req_t *r = s->queue.head;
+        sb__req_list_remove (&s->queue, r);
+        sb__req_fail (self, r, SB_E_UNAVAILABLE, "service lost its last worker");
+    }
+    zhashx_delete (self->services, s->name);
+    free (s->workers);
+    free (s);
+}
+
+/*  Removes a worker (its peer died, left, or is unreachable): in-flight
+    idempotent requests go back to the front of the queue in their
+    original order; the others are answered `unavailable`.  */
+void
+sb__worker_remove (engine_t *self, worker_t *w)
+{
+    service_t *s = w->service;
+    while (w->inflight.tail) {
+        req_t *r = w->inflight.tail;
+        sb__req_list_remove (&w->inflight, r);
+        r->worker = NULL;
+        if (r->state == REQ_EXPIRED)
+            sb__req_free (self, r);
+        else
+        if (r->idempotent && sb__req_sendable (r)) {
+            r->state = REQ_QUEUED;
+            sb__req_list_push_front (&s->queue, r);
+        }
+        else
+            sb__req_fail (self, r, SB_E_UNAVAILABLE, "worker died with the request");
+    }
+    s->workers [w->index] = s->workers [--s->nworkers];
+    s->workers [w->index]->index = w->index;
+    self->nworkers--;
+    free (w);
+    self->dir_dirty = true;
+    s_service_recompute (s);
+    if (s->nworkers == 0)
+        s_service_destroy (self, s);
+    else
+        sb__service_dispatch (self, s);
+}
+
+/*  --------------------------------------------------------------------
+    READY: a worker offers a service.  */
+
+/*  Parses a READY body into methods of service s; fills *mask.  The body
+    was pre-scanned by sb_wire_check.  0 or -1.  */
+static int
+s_parse_ready (service_t *s, const msgpack_object *o, uint64_t *mask, char *version)
+{
+    if (o->type != MSGPACK_OBJECT_MAP)
+        return -1;
+    *mask = 0;
+    const msgpack_object *methods = NULL;
+    for (uint32_t i = 0; i < o->via.map.size; i++) {
+        const msgpack_object_kv *kv = &o->via.map.ptr [i];
+        if (kv->key.type != MSGPACK_OBJECT_STR)
+            continue;
+        const msgpack_object_str *k = &kv->key.via.str;
+        if (k->size == 7 && !memcmp (k->ptr, "version", 7)) {
+            if (kv->val.type != MSGPACK_OBJECT_STR || kv->val.via.str.size > SB_NAME_MAX)
+                return -1;
+            memcpy (version, kv->val.via.str.ptr, kv->val.via.str.size);
+            version [kv->val.via.str.size] = 0;
+        }
+        else
+        if (k->size == 7 && !memcmp (k->ptr, "methods", 7))
+            methods = &kv->val;
+    }
+    if (!methods || methods->type != MSGPACK_OBJECT_ARRAY)
+        return -1;
+    /*  Validate every entry before touching the service's table.  */
+    for (uint32_t i = 0; i < methods->via.array.size; i++) {
+        const msgpack_object *m = &methods->via.array.ptr [i];
+        if (m->type != MSGPACK_OBJECT_ARRAY || m->via.array.size < 1
+        ||  m->via.array.ptr [0].type != MSGPACK_OBJECT_STR
+        ||  m->via.array.ptr [0].via.str.size > SB_NAME_MAX)
+            return -1;
+        if (m->via.array.size > 1 && m->via.array.ptr [1].type != MSGPACK_OBJECT_POSITIVE_INTEGER)
+            return -1;
+        char name [SB_NAME_MAX + 1];
+        memcpy (name, m->via.array.ptr [0].via.str.ptr, m->via.array.ptr [0].via.str.size);
+        name [m->via.array.ptr [0].via.str.size] = 0;
+        if (!sb_wire_valid_name (name, SB_NAME_MAX))
+            return -1;
+    }
+    for (uint32_t i = 0; i < methods->via.array.size; i++) {
+        const msgpack_object *m = &methods->via.array.ptr [i];
+        char name [SB_NAME_MAX + 1];
+        memcpy (name, m->via.array.ptr [0].via.str.ptr, m->via.array.ptr [0].via.str.size);
+        name [m->via.array.ptr [0].via.str.size] = 0;
+        uint32_t flags = m->via.array.size > 1 ? (uint32_t) m->via.array.ptr [1].via.u64 : 0;
+        int index = sb__method_index (s, name);
+        if (index < 0) {
+            if (s->nmethods >= METHODS_MAX)
+                return -1;
+            index = (int) s->nmethods++;
+            strcpy (s->methods [index].name, name);
+        }
+        s->methods [index].flags = flags;
+        *mask |= (uint64_t) 1 << index;
+    }
+    return 0;
+}
+
+void
+sb__on_ready (engine_t *self, peer_t *p, const sb_header_t *h, const body_t *body)
+{
+    if (!(h->present & SB_H_SERVICE) || !(h->present & SB_H_CAPACITY) || !body) {
+        sb__bad (self, R_MISSING_FIELD);
+        return;
+    }
+    if (!strncmp (h->service, "sys", 3)) {
+        sb__bad (self, R_RESERVED);
+        return;
+    }
+    if (self->secure && !sb__may_offer (self, p, h->service)) {
+        self->stats.forbidden++;
+        self->stats.errors [SB_E_FORBIDDEN]++;
+        sb_header_t e;
+        sb_header_init (&e, SB_CMD_ERROR);
+        e.code = SB_E_FORBIDDEN;
+        e.present |= SB_H_CODE;
+        sb_header_set_service (&e, h->service);
+        char text [SB_TEXT_MAX + 1];
+        snprintf (text, sizeof text, "member '%s' may not offer '%s'",
+                  p->cert ? p->cert->name : "(no valid certificate)", h->service);
+        sb_header_set_text (&e, text);
+        sb__send (self, p, &e, NULL);
+        return;
+    }
+    const char *data = (const char *) body->data;
+    size_t size = body->size;
+    if (sb_wire_check (data, size, SB_DEPTH_MAX)) {
+        sb__bad (self, R_BAD_BODY);
+        return;
+    }
+    service_t *s = sb__service_lookup (self, h->service);
+    bool created = false;
+    if (!s) {
+        s = calloc (1, sizeof *s);
+        if (!s)
+            return;
+        strcpy (s->name, h->service);
+        s->uid = ++self->service_uid;
+        zhashx_insert (self->services, s->name, s);
+        created = true;
+    }
+    worker_t *w = p->workers;
+    while (w && w->service != s)
+        w = w->peer_next;
+
+    msgpack_unpacked unpacked;
+    msgpack_unpacked_init (&unpacked);
+    size_t offset = 0;
+    uint64_t mask = 0;
+    char version [SB_NAME_MAX + 1] = "";
+    int rc = -1;
+    if (msgpack_unpack_next (&unpacked, data, size, &offset) == MSGPACK_UNPACK_SUCCESS)
+        rc = s_parse_ready (s, &unpacked.data, &mask, version);
+    msgpack_unpacked_destroy (&unpacked);
+    if (rc == 0 && !w) {
+        w = calloc (1, sizeof *w);
+        if (!w || sb__grow ((void ***) &s->workers, s->nworkers, &s->walloc)) {
+            free (w);
+            rc = -1;
+        }
+    }
+    if (rc) {
+        sb__bad (self, R_BAD_BODY);
+        if (created) {
+            zhashx_delete (self->services, s->name);
+            free (s->workers);
+            free (s);
+        }
+        return;
+    }
+    if (!w->service) {
+        w->peer = p;
+        w->service = s;
+        w->index = s->nworkers;
+        s->workers [s->nworkers++] = w;
+        w->peer_next = p->workers;
+        p->workers = w;
+        self->nworkers++;
+    }
+    w->capacity = h->capacity;
+    w->instance = h->instance;
+    w->mask = mask;
+    if (version [0])
+        strcpy (s->version, version);
+    s_service_recompute (s);
+    self->dir_dirty = true;
+    sb__service_dispatch (self, s);
+}
