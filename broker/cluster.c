@@ -174,15 +174,11 @@ s_link_send (engine_t *self, cbroker_t *cb, const sb_header_t *h, const void *bo
     if (!cb->link)
         return -1;
     void *sock = zsock_resolve (cb->link);
-    size_t inline_size = body && size <= SB_INLINE_MAX ? size : 0;
-    size_t n = sb_header_encode_inline (h, inline_size, self->hbuf);
     zmq_msg_t frame;
-    if (zmq_msg_init_size (&frame, n + inline_size))
+    int inlined = sb__frame_build (self, &frame, h, body, size);
+    if (inlined < 0)
         return -1;
-    memcpy (zmq_msg_data (&frame), self->hbuf, n);
-    if (inline_size)
-        memcpy ((uint8_t *) zmq_msg_data (&frame) + n, body, inline_size);
-    bool more = body && !inline_size;
+    bool more = body && !inlined;
     if (zmq_msg_send (&frame, sock, ZMQ_DONTWAIT | (more ? ZMQ_SNDMORE : 0)) < 0) {
         zmq_msg_close (&frame);
         return -1;

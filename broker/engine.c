@@ -190,15 +190,11 @@ s_recv_one (engine_t *self)
         sb_wire_reason_t reason = sb_header_decode (&h, zmq_msg_data (&self->frames [0]),
                                                     zmq_msg_size (&self->frames [0]));
         body_t body = { NULL, NULL, 0 };
-        if (reason == SB_WIRE_OK && (h.present & SB_H_BODY)) {
-            body = (body_t) { &self->frames [0], h.body, h.body_size };
-            if (capture)
+        if (reason == SB_WIRE_OK) {
+            body = sb__frame_body (&h, self->frames, nframes);
+            if (capture && body.frame == &self->frames [0])
                 capture (body.data, body.size, self->args->config.capture_arg);
         }
-        else
-        if (nframes == 2)
-            body = (body_t) { &self->frames [1], zmq_msg_data (&self->frames [1]),
-                              zmq_msg_size (&self->frames [1]) };
         if (reason != SB_WIRE_OK)
             sb__bad (self, reason);
         else

@@ -8,7 +8,8 @@
 
     - engine.c     the actor: its loop, receiving, dispatch by command, and
                    the public API of broker/broker.h;
-    - session.c    peers, their sessions and heartbeats, and sending;
+    - session.c    peers, their sessions and heartbeats, and sending
+                   (with the framing of a header and an inline body);
     - requests.c   the request pool, deadlines, REQUEST and its answers;
     - directory.c  services, workers, their credit, and dispatch (READY);
     - pubsub.c     subscriptions, groups, PUBLISH;
@@ -277,6 +278,9 @@ int sb__grow (void ***array, size_t count, size_t *alloc);
 void sb__bad (engine_t *self, int reason);
 
 /*  session.c  */
+int sb__frame_build (engine_t *self, zmq_msg_t *frame, const sb_header_t *h, const void *body,
+                     size_t size);
+body_t sb__frame_body (const sb_header_t *h, zmq_msg_t *frames, size_t nframes);
 void sb__doom (engine_t *self, peer_t *peer);
 int sb__send_frames (engine_t *self, peer_t *peer, zmq_msg_t *frames, int nframes);
 int sb__send (engine_t *self, peer_t *peer, const sb_header_t *h, const body_t *body);
