@@ -280,7 +280,8 @@ sb__on_request (engine_t *self, peer_t *p, sb_header_t *h, const body_t *body)
         if (self->secure && !sb__may_call (self, p, NULL, 0, h))
             sb__forbid_call (self, p, h);
         else
-            sb__send_error (self, p, h, h->request_id, SB_E_NOT_FOUND, "no service '%s'", h->service);
+            sb__send_error (self, p, h, h->request_id, SB_E_NOT_FOUND, "no service '%s'",
+                            h->service);
         return;
     }
     int method = sb__method_index (s, h->method);
