@@ -333,7 +333,7 @@ done:
     ROUTER (and the proxy's DEALER), the runtime's links' on the client
     and worker DEALERs.  */
 
-#define S_BROKER_HWM 100000             /* broker/broker.c HWM */
+#define S_BROKER_HWM 100000             /* broker/engine.h HWM */
 
 static void
 s_hwm (void *socket, int hwm)
