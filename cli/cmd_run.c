@@ -11,11 +11,18 @@
     sigwait(); then the instances stop in reverse order (each says BYE to
     its brokers and runs fini()), and only then are the plugins unloaded.
 
+    SIGTERM drains within a bound (--drain-timeout): a handler that never
+    returns cannot keep the host alive past it; the host then says which
+    instance is stuck and exits 1.  With --isolate, this process becomes
+    the supervisor of one child host per service or instance
+    (run_supervisor.c).
+
     Requests are validated against the method schemas of --schemas DIR
     (schema.h) before any handler runs; a plugin that disagrees with its
     schema file (a method it lacks, another idempotent flag) is warned of.
 */
 #include "common.h"
+#include "run.h"
 #include "host/config.h"
 #include "host/instance.h"
 #include "host/plugin.h"
@@ -30,10 +37,6 @@
 #include <string.h>
 #include <unistd.h>
 
-#define SB_RUN_ENDPOINTS_MAX 16
-#define SB_RUN_SETS_MAX 256
-#define SB_RUN_PLUGINS_MAX 64
-#define SB_RUN_INSTANCES_MAX 64
 
 typedef struct {
     sb_plugin_t *plugins [SB_RUN_PLUGINS_MAX];
@@ -49,7 +52,9 @@ s_help (FILE *out)
 {
     fprintf (out,
         "usage: sb run [--connect ENDPOINT]... [--config FILE] [--set SERVICE/KEY=VALUE]...\n"
-        "              [--instances N] [--capacity N] [--schemas DIR] PLUGIN...\n"
+        "              [--instances N] [--capacity N] [--schemas DIR]\n"
+        "              [--isolate[=service|instance]] [--memory-limit MB]\n"
+        "              [--drain-timeout MS] PLUGIN...\n"
         "\n"
         "Hosts service plugins: loads each PLUGIN (a path, or a bare name such as 'echo'\n"
         "looked up in $SB_PLUGIN_DIR, a colon-separated list, else %s),\n"
@@ -70,18 +75,29 @@ s_help (FILE *out)
         "                           (default $SB_SCHEMAS, else %s;\n"
         "                           when that is missing, nothing is validated)\n"
         "      --validate-replies   debug: also check every reply against its schema\n"
+        "      --isolate[=WHAT]     run each service (WHAT=service, the default) or each\n"
+        "                           instance (WHAT=instance) in a process of its own;\n"
+        "                           a process that dies is restarted with backoff and\n"
+        "                           the others are untouched\n"
+        "      --memory-limit MB    with --isolate: address space of each process\n"
+        "      --drain-timeout MS   on SIGINT/SIGTERM, time the instances get to finish\n"
+        "                           what they hold before the host exits anyway\n"
+        "                           (default %d)\n"
+        "      --first-instance N   number of the first instance (default 0)\n"
         "  -h, --help               this text\n"
         "\n"
         "exit status: 0 stopped by a signal; 1 a plugin, the schemas or an instance\n"
-        "could not load or start; 2 usage error.\n"
+        "could not load or start, or the instances did not stop within the drain\n"
+        "timeout; 2 usage error.\n"
         "\n"
         "examples:\n"
         "  sb run echo\n"
         "  sb run --instances 3 ./build/services/.libs/echo.so\n"
         "  sb run --connect tcp://10.0.0.1:7600 --connect tcp://10.0.0.2:7600 echo\n"
-        "  sb run --config services.cfg --set echo/sleep_max_ms=1000 echo ./my_service.so\n",
+        "  sb run --config services.cfg --set echo/sleep_max_ms=1000 echo ./my_service.so\n"
+        "  sb run --isolate echo ./my_service.so\n",
         SB_PLUGIN_DIR, SB_CONNECT_DEFAULT, SB_RUN_INSTANCES_MAX, SB_INSTANCE_CAPACITY_DEFAULT,
-        SB_SCHEMA_DIR);
+        SB_SCHEMA_DIR, SB_RUN_DRAIN_DEFAULT_MS);
 }
 
 /*  Stops every instance (newest first), then unloads the plugins.  */
@@ -238,15 +254,15 @@ s_prepare (run_t *self, const char *config_file, int set_count, char **sets,
 }
 
 static int
-s_start_instances (run_t *self, const char *endpoints, int instances, int capacity,
-                   bool validate_replies)
+s_start_instances (run_t *self, const sb_run_options_t *o)
 {
+    const char *endpoints = o->endpoints;
     sb_cli_cluster_t cluster = sb_cli_cluster ();
     const sb_identity_t *identity = NULL;
     if (sb_cli_identity ("run", &identity) == -1)
         return -1;
     sb_instance_options_t options = { .schemas = self->schemas,
-                                      .validate_replies = validate_replies,
+                                      .validate_replies = o->validate_replies,
                                       .cluster = cluster.cluster, .beacon = cluster.beacon,
                                       .beacon_port = cluster.port, .identity = identity };
     for (int i = 0; i < self->plugin_count; i++) {
@@ -256,11 +272,11 @@ s_start_instances (run_t *self, const char *endpoints, int instances, int capaci
             fprintf (stderr, "sb run: out of memory\n");
             return -1;
         }
-        for (int n = 0; n < instances; n++) {
+        for (int n = o->first_instance; n < o->first_instance + o->instances; n++) {
             sb_error_t err = { 0 };
             sb_instance_t *instance = sb_instance_start_with (service, n, view,
                                                               *endpoints ? endpoints : NULL,
-                                                              capacity, &options, &err);
+                                                              o->capacity, &options, &err);
             if (!instance) {
                 fprintf (stderr, "sb run: %s: instance %d of '%s' failed to start: %s\n",
                          sb_plugin_path (self->plugins [i]), n, service->name, err.text);
@@ -268,6 +284,38 @@ s_start_instances (run_t *self, const char *endpoints, int instances, int capaci
             }
             self->instances [self->instance_count++] = instance;
         }
+    }
+    return 0;
+}
+
+/*  Ends the host once the drain bound has passed: a handler that never
+    returns keeps its instance from stopping, and nothing can stop a
+    thread safely from outside.  */
+static void *
+s_drain_watchdog (void *arg)
+{
+    const sb_run_options_t *o = arg;
+    struct timespec pause = { o->drain_ms / 1000, (o->drain_ms % 1000) * 1000000L };
+    while (nanosleep (&pause, &pause) == -1)
+        ;
+    fprintf (stderr, "sb run: instances still busy %d ms after the signal (a handler that "
+             "never returns?); exiting without waiting for them\n", o->drain_ms);
+    fflush (stderr);
+    _exit (SB_EXIT_FAILURE);
+    return NULL;
+}
+
+/*  --isolate[=service|instance]  */
+static int
+s_isolate_option (const char *arg, sb_run_isolate_t *isolate)
+{
+    if (!arg || strcmp (arg, "service") == 0)
+        *isolate = SB_RUN_ISOLATE_SERVICE;
+    else if (strcmp (arg, "instance") == 0)
+        *isolate = SB_RUN_ISOLATE_INSTANCE;
+    else {
+        fprintf (stderr, "sb run: --isolate=%.32s: expected 'service' or 'instance'\n", arg);
+        return -1;
     }
     return 0;
 }
@@ -283,6 +331,10 @@ sb_cmd_run (int argc, char **argv)
         { "capacity", required_argument, NULL, 'C' },
         { "schemas", required_argument, NULL, 'S' },
         { "validate-replies", no_argument, NULL, 'R' },
+        { "isolate", optional_argument, NULL, 'I' },
+        { "memory-limit", required_argument, NULL, 'M' },
+        { "drain-timeout", required_argument, NULL, 'D' },
+        { "first-instance", required_argument, NULL, 'F' },
         SB_CLI_CLUSTER_OPTIONS,
         { "help", no_argument, NULL, 'h' },
         { NULL, 0, NULL, 0 }
@@ -298,30 +350,28 @@ sb_cmd_run (int argc, char **argv)
     sigaddset (&signals, SIGTERM);
     pthread_sigmask (SIG_BLOCK, &signals, NULL);
 
-    char endpoints [4096] = "";
-    const char *config_file = NULL;
-    char *sets [SB_RUN_SETS_MAX];
-    int set_count = 0;
-    long instances = 1, capacity = 0;
-    const char *schema_dir = getenv ("SB_SCHEMAS");
-    bool validate_replies = false;
+    static sb_run_options_t o;
+    memset (&o, 0, sizeof o);
+    o.drain_ms = SB_RUN_DRAIN_DEFAULT_MS;
+    o.schema_dir = getenv ("SB_SCHEMAS");
+    long instances = 1, capacity = 0, number = 0;
     int opt;
     optind = 1;
     while ((opt = getopt_long (argc, argv, "c:f:s:n:C:S:h", options, NULL)) != -1) {
         if (opt == 'c') {
-            if (s_add_endpoints (endpoints, sizeof endpoints, optarg) == -1) {
+            if (s_add_endpoints (o.endpoints, sizeof o.endpoints, optarg) == -1) {
                 fprintf (stderr, "sb run: --connect: empty, or too many endpoints\n");
                 return SB_EXIT_USAGE;
             }
         }
         else if (opt == 'f')
-            config_file = optarg;
+            o.config_file = optarg;
         else if (opt == 's') {
-            if (set_count == SB_RUN_SETS_MAX) {
+            if (o.set_count == SB_RUN_SETS_MAX) {
                 fprintf (stderr, "sb run: --set: at most %d\n", SB_RUN_SETS_MAX);
                 return SB_EXIT_USAGE;
             }
-            sets [set_count++] = optarg;
+            o.sets [o.set_count++] = optarg;
         }
         else if (opt == 'n') {
             if (sb_cli_int ("run", "instances", optarg, 1, SB_RUN_INSTANCES_MAX, &instances) == -1)
@@ -336,10 +386,28 @@ sb_cmd_run (int argc, char **argv)
                 fprintf (stderr, "sb run: --schemas: empty directory name\n");
                 return SB_EXIT_USAGE;
             }
-            schema_dir = optarg;
+            o.schema_dir = optarg;
         }
         else if (opt == 'R')
-            validate_replies = true;
+            o.validate_replies = true;
+        else if (opt == 'I') {
+            if (s_isolate_option (optarg, &o.isolate) == -1)
+                return SB_EXIT_USAGE;
+        }
+        else if (opt == 'M') {
+            if (sb_cli_int ("run", "memory-limit", optarg, 16, 1 << 20, &o.memory_limit_mb) == -1)
+                return SB_EXIT_USAGE;
+        }
+        else if (opt == 'D') {
+            if (sb_cli_int ("run", "drain-timeout", optarg, 0, 3600 * 1000, &number) == -1)
+                return SB_EXIT_USAGE;
+            o.drain_ms = (int) number;
+        }
+        else if (opt == 'F') {
+            if (sb_cli_int ("run", "first-instance", optarg, 0, 1 << 20, &number) == -1)
+                return SB_EXIT_USAGE;
+            o.first_instance = (int) number;
+        }
         else if (opt >= SB_CLI_OPT_CLUSTER && opt <= SB_CLI_OPT_BEACON_PORT) {
             if (sb_cli_cluster_option ("run", opt, optarg) == -1)
                 return SB_EXIT_USAGE;
@@ -358,9 +426,15 @@ sb_cmd_run (int argc, char **argv)
         fprintf (stderr, "sb run: expected 1 to %d plugins (see 'sb run --help')\n", SB_RUN_PLUGINS_MAX);
         return SB_EXIT_USAGE;
     }
+    if (o.memory_limit_mb && o.isolate == SB_RUN_ISOLATE_NONE) {
+        fprintf (stderr, "sb run: --memory-limit applies to isolated processes: add --isolate\n");
+        return SB_EXIT_USAGE;
+    }
+    o.instances = (int) instances;
+    o.capacity = (int) capacity;
     /*  Still empty with beacons only: the brokers are all found by beacon. */
-    if (!*endpoints && sb_cli_endpoints (NULL))
-        snprintf (endpoints, sizeof endpoints, "%s", sb_cli_endpoints (NULL));
+    if (!*o.endpoints && sb_cli_endpoints (NULL))
+        snprintf (o.endpoints, sizeof o.endpoints, "%s", sb_cli_endpoints (NULL));
 
     run_t *self = calloc (1, sizeof *self);
     if (!self || !(self->config = sb_config_new ())) {
@@ -368,11 +442,16 @@ sb_cmd_run (int argc, char **argv)
         free (self);
         return SB_EXIT_FAILURE;
     }
-    int status = s_prepare (self, config_file, set_count, sets, plugin_count, argv + optind,
-                            schema_dir);
-    if (status == SB_EXIT_OK
-    &&  s_start_instances (self, endpoints, (int) instances, (int) capacity,
-                           validate_replies) == -1)
+    int status = s_prepare (self, o.config_file, o.set_count, o.sets, plugin_count,
+                            argv + optind, o.schema_dir);
+    if (status == SB_EXIT_OK && o.isolate != SB_RUN_ISOLATE_NONE) {
+        /*  Everything checked here; each child loads its own plugin.  */
+        s_shutdown (self);
+        sb_cli_identity_free ();
+        free (self);
+        return sb__run_supervise (&o, plugin_count, argv + optind, &signals);
+    }
+    if (status == SB_EXIT_OK && s_start_instances (self, &o) == -1)
         status = SB_EXIT_FAILURE;
     if (status == SB_EXIT_OK) {
         for (int p = 0; p < self->plugin_count; p++)
@@ -390,6 +469,9 @@ sb_cmd_run (int argc, char **argv)
         int signo = 0;
         sigwait (&signals, &signo);
         fprintf (stderr, "sb run: %s, stopping\n", signo == SIGINT ? "SIGINT" : "SIGTERM");
+        pthread_t watchdog;
+        if (pthread_create (&watchdog, NULL, s_drain_watchdog, &o) == 0)
+            pthread_detach (watchdog);
         s_seal_summary (self);
     }
     s_shutdown (self);
