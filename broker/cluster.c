@@ -88,7 +88,7 @@ s_directory_parse (const msgpack_object *o, remote_t *r)
     if (o->type != MSGPACK_OBJECT_MAP)
         return -1;
     if (sb__str_copy (sb__map_get (o, "broker"), r->name, sizeof r->name)
-    ||  !sb_wire_valid_name (r->name, SB_NAME_MAX)
+    ||  !sb_name_valid (r->name, SB_NAME_MEMBER)
     ||  sb__str_copy (sb__map_get (o, "id"), r->id, sizeof r->id) || !s_valid_hex_id (r->id)
     ||  sb__str_copy (sb__map_get (o, "endpoint"), r->endpoint, sizeof r->endpoint)
     ||  !s_printable (r->endpoint))
@@ -102,7 +102,7 @@ s_directory_parse (const msgpack_object *o, remote_t *r)
         char name [SB_NAME_MAX + 1];
         if (entry->type != MSGPACK_OBJECT_MAP || entry->via.map.size > 16
         ||  sb__str_copy (sb__map_get (entry, "name"), name, sizeof name)
-        ||  !sb_wire_valid_name (name, SB_NAME_MAX))
+        ||  !sb_name_valid (name, SB_NAME_SERVICE))
             return -1;
         for (uint32_t k = 0; k < entry->via.map.size; k++)
             if (entry->via.map.ptr [k].key.type != MSGPACK_OBJECT_STR)

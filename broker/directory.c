@@ -204,7 +204,7 @@ s_parse_ready (service_t *s, const msgpack_object *o, uint64_t *mask, char *vers
         char name [SB_NAME_MAX + 1];
         memcpy (name, m->via.array.ptr [0].via.str.ptr, m->via.array.ptr [0].via.str.size);
         name [m->via.array.ptr [0].via.str.size] = 0;
-        if (!sb_wire_valid_name (name, SB_NAME_MAX))
+        if (!sb_name_valid (name, SB_NAME_METHOD))
             return -1;
     }
     for (uint32_t i = 0; i < methods->via.array.size; i++) {

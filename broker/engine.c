@@ -466,7 +466,7 @@ s_cluster_config (sb_broker_config_t *c, args_t *a, sb_error_t *err)
 {
     const char *cluster = c->cluster ? c->cluster : "default";
     const char *beacon = c->beacon ? c->beacon : "off";
-    if (!sb_wire_valid_name (cluster, SB_NAME_MAX))
+    if (!sb_name_valid (cluster, SB_NAME_MEMBER))
         return sb_error_set (err, SB_E_BAD_REQUEST, "cluster name '%.64s' is not a valid name", cluster);
     if (!*beacon || strlen (beacon) >= sizeof a->beacon)
         return sb_error_set (err, SB_E_BAD_REQUEST, "beacon mode '%.64s' is empty or too long", beacon);
@@ -529,7 +529,7 @@ sb_broker_new (const sb_broker_config_t *config, sb_error_t *err)
     }
     args_t *a = &self->args;
     if (c.name) {
-        if (!sb_wire_valid_name (c.name, SB_NAME_MAX)) {
+        if (!sb_name_valid (c.name, SB_NAME_MEMBER)) {
             free (self);
             sb_error_set (err, SB_E_BAD_REQUEST, "broker name '%s' is not a valid name", c.name);
             return NULL;

@@ -281,7 +281,7 @@ s_sys_keys (engine_t *self, msgpack_packer *pk, const body_t *body, const char *
     const msgpack_object *name = sb__map_get (&u.data, "service");
     const msgpack_object *key = sb__map_get (&u.data, "key");
     char service [SB_NAME_MAX + 1];
-    if (name ? sb__str_copy (name, service, sizeof service) || !sb_wire_valid_name (service, SB_NAME_MAX)
+    if (name ? sb__str_copy (name, service, sizeof service) || !sb_name_valid (service, SB_NAME_SERVICE)
              : !key || key->type != MSGPACK_OBJECT_BIN || key->via.bin.size != SB_KEY_SIZE) {
         msgpack_unpacked_destroy (&u);
         *why = "sys.keys takes {\"service\": NAME} or {\"key\": 32 bytes}";

@@ -118,7 +118,7 @@ sb_cmd_broker (int argc, char **argv)
                 config.bind = optarg;
                 break;
             case 'n':
-                if (!sb_wire_valid_name (optarg, SB_NAME_MAX)) {
+                if (!sb_name_valid (optarg, SB_NAME_MEMBER)) {
                     fprintf (stderr, "sb broker: --name '%s' must be 1..64 of [A-Za-z0-9_.-]\n", optarg);
                     return SB_EXIT_USAGE;
                 }
@@ -146,7 +146,7 @@ sb_cmd_broker (int argc, char **argv)
                 config.default_timeout_ms = (int) value;
                 break;
             case 'c':
-                if (!sb_wire_valid_name (optarg, SB_NAME_MAX)) {
+                if (!sb_name_valid (optarg, SB_NAME_MEMBER)) {
                     fprintf (stderr, "sb broker: --cluster '%s' must be 1..64 of [A-Za-z0-9_.-]\n", optarg);
                     return SB_EXIT_USAGE;
                 }

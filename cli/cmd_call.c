@@ -117,14 +117,14 @@ sb_cmd_call (int argc, char **argv)
     }
     const char *target = argv [optind];
     const char *dot = strchr (target, '.');
-    if (!dot || !sb_cli_valid_name (target, (size_t) (dot - target))
-        || !sb_cli_valid_name (dot + 1, strlen (dot + 1))) {
-        fprintf (stderr, "sb call: '%.140s' is not SERVICE.METHOD (names of [A-Za-z0-9_-], "
-                 "at most 64 each)\n", target);
+    char service [SB_NAME_MAX + 1] = "";
+    if (dot && (size_t) (dot - target) <= SB_NAME_MAX)
+        snprintf (service, sizeof service, "%.*s", (int) (dot - target), target);
+    if (!sb_name_valid (service, SB_NAME_SERVICE) || !sb_name_valid (dot + 1, SB_NAME_METHOD)) {
+        fprintf (stderr, "sb call: '%.140s' is not SERVICE.METHOD (names of [A-Za-z0-9_.-], "
+                 "at most 64 each; the first dot ends the service)\n", target);
         return SB_EXIT_USAGE;
     }
-    char service [65];
-    snprintf (service, sizeof service, "%.*s", (int) (dot - target), target);
 
     msgpack_sbuffer body;
     msgpack_sbuffer_init (&body);

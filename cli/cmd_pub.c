@@ -36,21 +36,6 @@ s_help (FILE *out)
         "  sb sub orders. --count 1 &  sb pub orders.paid '{\"id\": 42}'\n", SB_CONNECT_DEFAULT);
 }
 
-static bool
-s_valid_topic (const char *topic)
-{
-    size_t len = strnlen (topic, 256);
-    if (len == 0 || len > 255)
-        return false;
-    for (size_t i = 0; i < len; i++) {
-        char c = topic [i];
-        if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9')
-              || c == '_' || c == '-' || c == '.'))
-            return false;
-    }
-    return true;
-}
-
 int
 sb_cmd_pub (int argc, char **argv)
 {
@@ -90,7 +75,7 @@ sb_cmd_pub (int argc, char **argv)
         return SB_EXIT_USAGE;
     }
     const char *topic = argv [optind];
-    if (!s_valid_topic (topic)) {
+    if (!sb_name_valid (topic, SB_NAME_TOPIC)) {
         fprintf (stderr, "sb pub: '%.64s' is not a topic (1-255 of [A-Za-z0-9_.-])\n", topic);
         return SB_EXIT_USAGE;
     }

@@ -121,8 +121,8 @@ sb_cmd_sub (int argc, char **argv)
             connect = optarg;
         else if (opt == 'g') {
             group = optarg;
-            if (!sb_cli_valid_name (group, strlen (group))) {
-                fprintf (stderr, "sb sub: --group: '%.64s' is not a name (1-64 of [A-Za-z0-9_-])\n", group);
+            if (!sb_name_valid (group, SB_NAME_GROUP)) {
+                fprintf (stderr, "sb sub: --group: '%.64s' is not a name (1-64 of [A-Za-z0-9_.-])\n", group);
                 return SB_EXIT_USAGE;
             }
         }
@@ -152,9 +152,7 @@ sb_cmd_sub (int argc, char **argv)
         return SB_EXIT_USAGE;
     }
     const char *prefix = argv [optind];
-    size_t prefix_len = strnlen (prefix, 256);
-    if (prefix_len == 0 || prefix_len > 255 || strspn (prefix, "abcdefghijklmnopqrstuvwxyz"
-            "ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_.-") != prefix_len) {
+    if (!sb_name_valid (prefix, SB_NAME_TOPIC)) {
         fprintf (stderr, "sb sub: '%.64s' is not a topic prefix (1-255 of [A-Za-z0-9_.-])\n", prefix);
         return SB_EXIT_USAGE;
     }

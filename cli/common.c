@@ -32,20 +32,6 @@ sb_cli_int (const char *cmd, const char *name, const char *text, long min, long 
     return 0;
 }
 
-bool
-sb_cli_valid_name (const char *name, size_t len)
-{
-    if (len == 0 || len > 64)
-        return false;
-    for (size_t i = 0; i < len; i++) {
-        char c = name [i];
-        if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9')
-              || c == '_' || c == '-'))
-            return false;
-    }
-    return true;
-}
-
 /*  Cluster options given on the command line (one command per process). */
 static sb_cli_cluster_t s_cluster_options;
 /*  Security options, and sb run's identity.  */

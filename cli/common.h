@@ -26,9 +26,6 @@ const char *sb_cli_endpoint (const char *option);
     "sb CMD: --NAME: ..." on stderr.  */
 int sb_cli_int (const char *cmd, const char *name, const char *text, long min, long max, long *value);
 
-/*  True for [A-Za-z0-9_-]{1,64} (service and method names).  */
-bool sb_cli_valid_name (const char *name, size_t len);
-
 /*  Cluster options shared by run, call, pub, sub and services.  Each
     command adds SB_CLI_CLUSTER_OPTIONS to its getopt_long table, lets
     sb_cli_cluster_option look at every option first, and puts

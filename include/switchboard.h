@@ -105,6 +105,34 @@ SB_EXPORT int sb_trace_parse (const char *hex, uint8_t trace [SB_TRACE_SIZE]) SB
 SB_EXPORT void sb_trace_format (const uint8_t trace [SB_TRACE_SIZE], char hex [SB_TRACE_HEX_SIZE]);
 
 /*  --------------------------------------------------------------------
+    Names and limits.  Every name on the bus follows one rule
+    (docs/protocol.md, section 3): 1 to SB_NAME_MAX characters of
+    [A-Za-z0-9_.-]; a topic may have up to SB_TOPIC_MAX.  Everything that
+    checks a name (the runtime before it sends, brokers when they decode,
+    `sb run` when it loads a plugin, schema files, the REST bridge) calls
+    sb_name_valid, so they all agree.  A service name must also not start
+    with "sys", the brokers' own service; `sb run` checks that.  */
+
+#define SB_NAME_MAX 64              /* service, method, group, member names */
+#define SB_TOPIC_MAX 255            /* event topics and subscription prefixes */
+/*  Largest request, reply or event body (16 MiB): calls and publishes
+    with a larger one are refused before they are sent.  */
+#define SB_BODY_MAX_DEFAULT (16 * 1024 * 1024)
+
+typedef enum {
+    SB_NAME_SERVICE,        /* a service: "echo" */
+    SB_NAME_METHOD,         /* a method of a service: "reverse" */
+    SB_NAME_GROUP,          /* a balanced subscription group */
+    SB_NAME_TOPIC,          /* an event topic or topic prefix: "orders.created" */
+    SB_NAME_MEMBER          /* a member of a cluster: broker, host, client */
+} sb_name_kind_t;
+
+/*  True if `name` (NUL-terminated; NULL is not valid) is a valid name of
+    that kind.  Pure and thread-safe; reads at most the kind's limit + 1
+    characters.  */
+SB_EXPORT bool sb_name_valid (const char *name, sb_name_kind_t kind);
+
+/*  --------------------------------------------------------------------
     Plugin ABI: what a service exports.  */
 
 typedef struct sb_request sb_request_t;   /* one incoming request */
@@ -126,7 +154,7 @@ typedef struct sb_config sb_config_t;     /* the service's configuration */
 typedef int (sb_handler_fn) (sb_request_t *req, const msgpack_object *body, void *state);
 
 typedef struct {
-    const char *name;           /* method name, [A-Za-z0-9_-]{1,64} */
+    const char *name;           /* method name (sb_name_valid, SB_NAME_METHOD) */
     sb_handler_fn *handler;
     unsigned flags;             /* SB_METHOD_* */
 } sb_method_t;
@@ -138,7 +166,7 @@ typedef struct {
     fini() (optional) runs on the same thread when the instance stops.  */
 typedef struct {
     uint32_t abi_version;       /* SB_ABI_VERSION */
-    const char *name;           /* service name, [a-z0-9_-]{1,64}, not "sys" */
+    const char *name;           /* service name (SB_NAME_SERVICE), not "sys..." */
     const char *version;        /* free text, e.g. "1.2.0" */
     const sb_method_t *methods;
     int (*init) (sb_actor_t *actor, const sb_config_t *config, void **state, sb_error_t *err);
@@ -209,7 +237,7 @@ SB_EXPORT int sb_actor_call_traced (sb_actor_t *actor, const char *service, cons
                                     const char *trace, sb_reply_fn *callback, void *arg,
                                     sb_error_t *err);
 
-/*  Events.  Topics are dot-separated words, [A-Za-z0-9_.-]{1,255};
+/*  Events.  Topics are dot-separated words (SB_NAME_TOPIC, see "Names");
     subscriptions match by prefix.  A NULL group subscribes this instance
     to every matching event (broadcast); a group name makes the instance
     one member of a balanced group: each event goes to one member.  */
@@ -338,6 +366,90 @@ SB_EXPORT int sb_client_subscribe (sb_client_t *self, const char *prefix, const 
 SB_EXPORT int sb_client_dispatch (sb_client_t *self, int timeout_ms);
 /*  Number of asynchronous calls still waiting for their answer.  */
 SB_EXPORT size_t sb_client_pending (const sb_client_t *self);
+
+/*  --------------------------------------------------------------------
+    Method schemas (docs/schemas.md): what a service's methods accept and
+    return, read from JSON schema files, one file per service.  `sb run`
+    validates requests and replies with them; the REST bridge validates at
+    the edge and renders its OpenAPI document from them.
+
+    A set is loaded once and immutable afterwards: any number of threads
+    may find, read and validate through one set without locks, as long as
+    none destroys it meanwhile.  Every schema is compiled when its file is
+    loaded, so validating never parses JSON.  Strings returned by the
+    accessors, and methods themselves, belong to the set and live until
+    it is destroyed.  */
+
+typedef struct sb_schema_set sb_schema_set_t;
+typedef struct sb_method_schema sb_method_schema_t;
+
+/*  An empty set (the caller destroys it).  NULL only when out of memory.  */
+SB_EXPORT sb_schema_set_t *sb_schema_set_new (void);
+
+/*  Destroys the set and every method and string borrowed from it; NULLs
+    *self_p; safe on NULL and twice.  */
+SB_EXPORT void sb_schema_set_destroy (sb_schema_set_t **self_p);
+
+/*  Loads every "*.json" file of dir (sorted by name, hidden files skipped)
+    into a new set (the caller destroys it).  NULL with err:
+    SB_E_BAD_REQUEST for a bad file, whose name and JSON path the text
+    gives; SB_E_NOT_FOUND if dir cannot be read.  An empty directory gives
+    an empty set.  Costs a parse and a compile of each file.  */
+SB_EXPORT sb_schema_set_t *sb_schema_set_load_dir (const char *dir, sb_error_t *err);
+
+/*  Adds the service described by one schema file's JSON text (`size`
+    bytes, copied; at most 1 MiB); `name` stands for the file in errors.
+    0, or -1 with err and the set unchanged.  A service already in the set
+    is refused.  Not while other threads use the set.  */
+SB_EXPORT int sb_schema_set_load_buffer (sb_schema_set_t *self, const char *name,
+                                         const char *json, size_t size, sb_error_t *err);
+
+/*  The method, or NULL if the set does not describe it.  O(log n).  */
+SB_EXPORT const sb_method_schema_t *sb_schema_set_find (const sb_schema_set_t *self,
+                                                        const char *service,
+                                                        const char *method);
+
+/*  Number of methods, and the method at index (sorted by service, then
+    method name); NULL past the end.  O(1).  */
+SB_EXPORT size_t sb_schema_set_size (const sb_schema_set_t *self);
+SB_EXPORT const sb_method_schema_t *sb_schema_set_method (const sb_schema_set_t *self,
+                                                          size_t index);
+
+/*  A method's names and texts; descriptions and the version are "" when
+    the file has none.  */
+SB_EXPORT const char *sb_method_schema_service (const sb_method_schema_t *self);
+SB_EXPORT const char *sb_method_schema_name (const sb_method_schema_t *self);
+SB_EXPORT const char *sb_method_schema_description (const sb_method_schema_t *self);
+SB_EXPORT const char *sb_method_schema_service_version (const sb_method_schema_t *self);
+SB_EXPORT const char *sb_method_schema_service_description (const sb_method_schema_t *self);
+/*  Whether the file declares the method idempotent (SB_METHOD_IDEMPOTENT).  */
+SB_EXPORT bool sb_method_schema_idempotent (const sb_method_schema_t *self);
+/*  Call timeout in ms; 0 when the file gives none (use the default).  */
+SB_EXPORT int sb_method_schema_timeout_ms (const sb_method_schema_t *self);
+/*  How long a reply may be cached, in ms; 0 = not cacheable.  */
+SB_EXPORT int sb_method_schema_cache_ttl_ms (const sb_method_schema_t *self);
+
+/*  The request and reply schemas as compact JSON text, NUL-terminated,
+    with the keys in the file's order; NULL when the file gives none
+    (anything is accepted).  Parse it with any JSON library.  */
+SB_EXPORT const char *sb_method_schema_request_text (const sb_method_schema_t *self);
+SB_EXPORT const char *sb_method_schema_reply_text (const sb_method_schema_t *self);
+
+/*  Validates a decoded request body (NULL counts as nil).  0 if it
+    conforms; -1 with err code SB_E_BAD_REQUEST and text "<path>: <why>"
+    for the first violation, e.g. "$.values[2]: expected number, got
+    string".  Cost linear in the parts of the body the schema constrains;
+    allocates nothing, except a terminated copy of strings of 256 bytes or
+    more that a pattern is matched against.  */
+SB_EXPORT int sb_method_schema_validate_request (const sb_method_schema_t *self,
+                                                 const msgpack_object *body,
+                                                 sb_error_t *err) SB_WARN_UNUSED;
+
+/*  Same for a reply; a violation is the service's fault, so the code is
+    SB_E_INTERNAL and the text starts with "reply ".  */
+SB_EXPORT int sb_method_schema_validate_reply (const sb_method_schema_t *self,
+                                               const msgpack_object *body,
+                                               sb_error_t *err) SB_WARN_UNUSED;
 
 /*  --------------------------------------------------------------------
     JSON <-> MessagePack, shared by `sb call` and the REST bridge.

@@ -22,6 +22,7 @@
 #include "switchboard.h"
 
 #include "wire/wire.h"
+#include "wire/name.h"
 #include "security/keys.h"
 #include "security/cert.h"
 #include "security/identity.h"
@@ -31,8 +32,8 @@
 #include "security/sealer.h"
 #include "bus/beacon.h"
 #include "bus/discovery.h"
+#include "schema/path.h"
 #include "schema/schema.h"
-#include "schema/openapi.h"
 #include "host/config.h"
 #include "host/plugin.h"
 #include "host/instance.h"

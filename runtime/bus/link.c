@@ -74,7 +74,7 @@ sb_link_new_secure (const char *endpoint, const char *name, uint32_t id,
                       address);
         return NULL;
     }
-    if (!sb_wire_valid_name (name, SB_NAME_MAX)) {
+    if (!sb_name_valid (name, SB_NAME_MEMBER)) {
         sb_error_set (err, SB_E_BAD_REQUEST, "bad peer name '%s'", name ? name : "");
         return NULL;
     }

@@ -207,7 +207,7 @@ sb_peer_new_empty (const char *name, sb_error_t *err)
         sb_error_set (err, SB_E_INTERNAL, "libsodium failed to initialise");
         return NULL;
     }
-    if (!sb_wire_valid_name (name, SB_NAME_MAX)) {
+    if (!sb_name_valid (name, SB_NAME_MEMBER)) {
         sb_error_set (err, SB_E_BAD_REQUEST, "bad peer name");
         return NULL;
     }
@@ -442,8 +442,8 @@ sb_peer_links_alive (const sb_peer_t *self)
 int
 sb_peer_set_idempotent (sb_peer_t *self, const char *service, const char *method)
 {
-    if (!sb_wire_valid_name (service, SB_NAME_MAX)
-    ||  !method || (strcmp (method, "*") != 0 && !sb_wire_valid_name (method, SB_NAME_MAX))) {
+    if (!sb_name_valid (service, SB_NAME_SERVICE)
+    ||  !method || (strcmp (method, "*") != 0 && !sb_name_valid (method, SB_NAME_METHOD))) {
         errno = EINVAL;
         return -1;
     }
@@ -733,9 +733,9 @@ sb_peer_call (sb_peer_t *self, const char *service, const char *method,
               sb_reply_fn *callback, sb_peer_raw_fn *raw, void *arg,
               uint64_t *id_p, sb_error_t *err)
 {
-    if (!sb_wire_valid_name (service, SB_NAME_MAX))
+    if (!sb_name_valid (service, SB_NAME_SERVICE))
         return sb_error_set (err, SB_E_BAD_REQUEST, "bad service name '%s'", service ? service : "");
-    if (!sb_wire_valid_name (method, SB_NAME_MAX))
+    if (!sb_name_valid (method, SB_NAME_METHOD))
         return sb_error_set (err, SB_E_BAD_REQUEST, "bad method name '%s'", method ? method : "");
     if (size > SB_BODY_MAX_DEFAULT)
         return sb_error_set (err, SB_E_BAD_REQUEST, "request body of %zu bytes is too large", size);
@@ -1043,7 +1043,7 @@ s_check_links (sb_peer_t *self)
 static bool
 s_valid_group (const char *group)
 {
-    return !group || sb_wire_valid_name (group, SB_NAME_MAX);
+    return !group || sb_name_valid (group, SB_NAME_GROUP);
 }
 
 static void
@@ -1061,7 +1061,7 @@ int
 sb_peer_subscribe (sb_peer_t *self, const char *prefix, const char *group,
                    sb_event_fn *callback, void *arg)
 {
-    if (!callback || !sb_wire_valid_name (prefix, SB_TOPIC_MAX) || !s_valid_group (group)) {
+    if (!callback || !sb_name_valid (prefix, SB_NAME_TOPIC) || !s_valid_group (group)) {
         errno = EINVAL;
         return -1;
     }

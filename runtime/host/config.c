@@ -158,16 +158,19 @@ sb_config_load (sb_config_t *self, const char *path, sb_error_t *err)
     return 0;
 }
 
-/*  Path segments as ZPL allows them in names.  */
+/*  Path segments: the first is a service name (sb_name_valid); keys are
+    1 to 64 of the characters ZPL allows in names.  */
 static bool
 s_valid_segment (const char *s, size_t len, bool service)
 {
+    if (service)
+        return sb__name_valid_bytes (s, len, SB_NAME_SERVICE);
     if (len == 0 || len > 64)
         return false;
     for (size_t i = 0; i < len; i++) {
         char c = s [i];
-        bool ok = (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '_' || c == '-'
-               || (!service && ((c >= 'A' && c <= 'Z') || strchr (".$@&+", c)));
+        bool ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9')
+               || strchr ("_-.$@&+", c);
         if (!ok)
             return false;
     }

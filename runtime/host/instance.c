@@ -715,7 +715,7 @@ s_encode_ready (sb_actor_t *self, sb_error_t *err)
         if (count == S_METHODS_MAX)
             return sb_error_set (err, SB_E_BAD_REQUEST, "%s has more than %d methods",
                                  service->name, S_METHODS_MAX);
-        if (!sb_wire_valid_name (m->name, SB_NAME_MAX) || !m->handler)
+        if (!sb_name_valid (m->name, SB_NAME_METHOD) || !m->handler)
             return sb_error_set (err, SB_E_BAD_REQUEST, "%s: bad method '%s' or no handler",
                                  service->name, m->name);
     }
@@ -740,7 +740,7 @@ s_actor_new (sb_instance_t *inst, sb_error_t *err)
 {
     const sb_service_t *service = inst->service;
     if (!service || service->abi_version != SB_ABI_VERSION || !service->methods
-    ||  !sb_wire_valid_name (service->name, SB_NAME_MAX) || strncmp (service->name, "sys", 3) == 0) {
+    ||  !sb_name_valid (service->name, SB_NAME_SERVICE) || strncmp (service->name, "sys", 3) == 0) {
         sb_error_set (err, SB_E_BAD_REQUEST, "invalid service descriptor");
         return NULL;
     }

@@ -23,22 +23,20 @@ struct sb_plugin {
     char *path;
 };
 
-/*  True if `s` is 1..max characters, each alphanumeric or in `extra`;
-    `lower` refuses upper case letters.  */
+/*  A version is free text of 1 to 64 characters of [A-Za-z0-9._+~:-]
+    (it is shown, never parsed).  */
 static bool
-s_valid_name (const char *s, size_t max, const char *extra, bool lower)
+s_valid_version (const char *s)
 {
     if (!s)
         return false;
-    size_t len = strnlen (s, max + 1);
-    if (len == 0 || len > max)
+    size_t len = strnlen (s, 65);
+    if (len == 0 || len > 64)
         return false;
     for (size_t i = 0; i < len; i++) {
         char c = s [i];
-        bool ok = (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9')
-               || (!lower && c >= 'A' && c <= 'Z')
-               || (c != '\0' && strchr (extra, c));
-        if (!ok)
+        if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9')
+              || strchr ("._+~:-", c)))
             return false;
     }
     return true;
@@ -56,8 +54,8 @@ sb_plugin_validate (const sb_service_t *service, char *reason, size_t size)
                   (unsigned) service->abi_version, SB_ABI_VERSION);
         return -1;
     }
-    if (!s_valid_name (service->name, 64, "_-", true)) {
-        snprintf (reason, size, "invalid descriptor: service name must be 1-64 of [a-z0-9_-]");
+    if (!sb_name_valid (service->name, SB_NAME_SERVICE)) {
+        snprintf (reason, size, "invalid descriptor: service name must be 1-64 of [A-Za-z0-9_.-]");
         return -1;
     }
     if (strncmp (service->name, "sys", 3) == 0) {
@@ -65,7 +63,7 @@ sb_plugin_validate (const sb_service_t *service, char *reason, size_t size)
                   service->name);
         return -1;
     }
-    if (!s_valid_name (service->version, 64, "_-.+~:", false)) {
+    if (!s_valid_version (service->version)) {
         snprintf (reason, size, "invalid descriptor: service '%s' has no valid version "
                   "(1-64 of [A-Za-z0-9._+~:-])", service->name);
         return -1;
@@ -93,8 +91,8 @@ sb_plugin_validate (const sb_service_t *service, char *reason, size_t size)
     }
     for (size_t i = 0; i < count; i++) {
         const sb_method_t *method = &service->methods [i];
-        if (!s_valid_name (method->name, 64, "_-", false)) {
-            snprintf (reason, size, "invalid descriptor: method %zu: name must be 1-64 of [A-Za-z0-9_-]", i);
+        if (!sb_name_valid (method->name, SB_NAME_METHOD)) {
+            snprintf (reason, size, "invalid descriptor: method %zu: name must be 1-64 of [A-Za-z0-9_.-]", i);
             return -1;
         }
         if (!method->handler) {

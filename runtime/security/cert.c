@@ -645,7 +645,7 @@ s_revocation_insert (zhashx_t *entries, const char *entry, sb_error_t *err)
             key [i] = (char) (entry [i] >= 'A' && entry [i] <= 'F' ? entry [i] + 32 : entry [i]);
     }
     else
-    if (sb_wire_valid_name (entry, SB_NAME_MAX))
+    if (sb_name_valid (entry, SB_NAME_MEMBER))
         snprintf (key, sizeof key, "%s", entry);
     else
         return sb_error_set (err, SB_E_BAD_REQUEST,

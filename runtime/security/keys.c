@@ -33,7 +33,7 @@ struct sb_keys {
 bool
 sb_keys_valid_name (const char *name)
 {
-    if (!name || !sb_wire_valid_name (name, SB_NAME_MAX))
+    if (!name || !sb_name_valid (name, SB_NAME_MEMBER))
         return false;
     size_t len = strlen (name);
     if (len != SB_KEY_ID_SIZE * 2)

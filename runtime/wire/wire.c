@@ -188,36 +188,15 @@ s_read_bytes (reader_t *r, bool want_bin, const uint8_t **data, size_t *size)
     return 0;
 }
 
-/*  The characters of a name: [A-Za-z0-9_.-] (NUL is not one).  */
-static const bool s_name_char [256] = {
-    ['a' ... 'z'] = true, ['A' ... 'Z'] = true, ['0' ... '9'] = true,
-    ['_'] = true, ['-'] = true, ['.'] = true
-};
-
-bool
-sb_wire_valid_name (const char *name, size_t max)
-{
-    size_t len = 0;
-    if (!name)
-        return false;
-    for (const uint8_t *c = (const uint8_t *) name; *c; c++, len++)
-        if (!s_name_char [*c] || len >= max)
-            return false;
-    return len > 0;
-}
-
 /*  Copies a str field into dest (capacity max+1) if it is a valid name:
     checked on the frame's bytes, copied only when good.  */
 static int
-s_read_name (reader_t *r, char *dest, size_t max)
+s_read_name (reader_t *r, char *dest, sb_name_kind_t kind)
 {
     const uint8_t *data;
     size_t size;
-    if (s_read_bytes (r, false, &data, &size) || size == 0 || size > max)
+    if (s_read_bytes (r, false, &data, &size) || !sb__name_valid_bytes (data, size, kind))
         return -1;
-    for (size_t i = 0; i < size; i++)
-        if (!s_name_char [data [i]])
-            return -1;
     memcpy (dest, data, size);
     dest [size] = 0;
     return 0;
@@ -337,19 +316,19 @@ s_decode (sb_header_t *h, const void *data, size_t size, size_t *body_field)
                 }
                 break;
             case SB_K_SERVICE:
-                rc = s_read_name (&r, h->service, SB_NAME_MAX);
+                rc = s_read_name (&r, h->service, SB_NAME_SERVICE);
                 break;
             case SB_K_METHOD:
-                rc = s_read_name (&r, h->method, SB_NAME_MAX);
+                rc = s_read_name (&r, h->method, SB_NAME_METHOD);
                 break;
             case SB_K_GROUP:
-                rc = s_read_name (&r, h->group, SB_NAME_MAX);
+                rc = s_read_name (&r, h->group, SB_NAME_GROUP);
                 break;
             case SB_K_NAME:
-                rc = s_read_name (&r, h->name, SB_NAME_MAX);
+                rc = s_read_name (&r, h->name, SB_NAME_MEMBER);
                 break;
             case SB_K_TOPIC:
-                rc = s_read_name (&r, h->topic, SB_TOPIC_MAX);
+                rc = s_read_name (&r, h->topic, SB_NAME_TOPIC);
                 break;
             case SB_K_TEXT:
                 rc = s_read_bytes (&r, false, &bytes, &len);
@@ -586,9 +565,9 @@ sb_header_init (sb_header_t *h, sb_cmd_t command)
 }
 
 static int
-s_set_name (sb_header_t *h, char *dest, size_t max, uint32_t bit, const char *value)
+s_set_name (sb_header_t *h, char *dest, sb_name_kind_t kind, uint32_t bit, const char *value)
 {
-    if (!sb_wire_valid_name (value, max))
+    if (!sb_name_valid (value, kind))
         return -1;
     strcpy (dest, value);
     h->present |= bit;
@@ -598,31 +577,31 @@ s_set_name (sb_header_t *h, char *dest, size_t max, uint32_t bit, const char *va
 int
 sb_header_set_service (sb_header_t *h, const char *v)
 {
-    return s_set_name (h, h->service, SB_NAME_MAX, SB_H_SERVICE, v);
+    return s_set_name (h, h->service, SB_NAME_SERVICE, SB_H_SERVICE, v);
 }
 
 int
 sb_header_set_method (sb_header_t *h, const char *v)
 {
-    return s_set_name (h, h->method, SB_NAME_MAX, SB_H_METHOD, v);
+    return s_set_name (h, h->method, SB_NAME_METHOD, SB_H_METHOD, v);
 }
 
 int
 sb_header_set_topic (sb_header_t *h, const char *v)
 {
-    return s_set_name (h, h->topic, SB_TOPIC_MAX, SB_H_TOPIC, v);
+    return s_set_name (h, h->topic, SB_NAME_TOPIC, SB_H_TOPIC, v);
 }
 
 int
 sb_header_set_group (sb_header_t *h, const char *v)
 {
-    return s_set_name (h, h->group, SB_NAME_MAX, SB_H_GROUP, v);
+    return s_set_name (h, h->group, SB_NAME_GROUP, SB_H_GROUP, v);
 }
 
 int
 sb_header_set_name (sb_header_t *h, const char *v)
 {
-    return s_set_name (h, h->name, SB_NAME_MAX, SB_H_NAME, v);
+    return s_set_name (h, h->name, SB_NAME_MEMBER, SB_H_NAME, v);
 }
 
 void

@@ -29,17 +29,14 @@
 
 #define SB_PROTOCOL_VERSION 1
 
-/*  Limits (also in docs/protocol.md).  */
+/*  Limits (also in docs/protocol.md; names and bodies: switchboard.h).  */
 #define SB_HEADER_MAX 2048              /* bytes in a header frame, inline body field aside */
 #define SB_INLINE_MAX 4096              /* bytes of a body sent inside the header frame */
 /*  Largest header frame: the header, then the body field (a key byte, a
     bin tag of at most 5 bytes, the body).  */
 #define SB_FRAME_HEADER_MAX (SB_HEADER_MAX + 6 + SB_INLINE_MAX)
-#define SB_NAME_MAX 64                  /* service, method, group, peer names */
-#define SB_TOPIC_MAX 255
 #define SB_TEXT_MAX 255                 /* error message */
 #define SB_KEYID_MAX 32
-#define SB_BODY_MAX_DEFAULT (16 * 1024 * 1024)
 #define SB_DEPTH_MAX 32                 /* nesting of MessagePack bodies */
 
 /*  Commands.  */
@@ -188,8 +185,5 @@ sb_wire_reason_t sb_header_decode (sb_header_t *header, const void *data, size_t
     declared length fits in the buffer and nesting is at most max_depth;
     -1 otherwise.  Costs one pass; allocates nothing.  */
 int sb_wire_check (const void *data, size_t size, int max_depth) SB_WARN_UNUSED;
-
-/*  Names are [A-Za-z0-9_.-], 1..max characters.  */
-bool sb_wire_valid_name (const char *name, size_t max);
 
 #endif

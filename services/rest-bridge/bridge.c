@@ -27,13 +27,13 @@
                 allow = "echo, kv.get"   "*", service, or service.method
 
     The actor watches an eventfd: HTTP threads append requests to a
-    queue and write the eventfd when the queue was empty, the actor reads
-    the eventfd first and then takes the whole queue, so no wake-up is
-    lost and a burst costs one system call on each side.
+    queue and write the eventfd when the queue was empty (http.c), the
+    actor reads the eventfd first and then takes the whole queue, so no
+    wake-up is lost and a burst costs one system call on each side.
 */
 #include "bridge.h"
-#include "schema/schema.h"
-#include "schema/openapi.h"
+#include "http.h"
+#include "openapi.h"
 
 #include <errno.h>
 #include <sodium.h>
@@ -42,38 +42,6 @@
 #include <string.h>
 #include <sys/eventfd.h>
 #include <unistd.h>
-
-/*  --------------------------------------------------------------------
-    Hand-over from the HTTP threads.  */
-
-int
-sb_rest_bridge_submit (sb_rest_bridge_t *self, sb_rest_req_t *req)
-{
-    pthread_mutex_lock (&self->lock);
-    if (self->stopping) {
-        pthread_mutex_unlock (&self->lock);
-        return -1;
-    }
-    req->state = SB_REST_WAITING;
-    /*  Suspended before the actor can see it, so that its resume can never
-        come first.  */
-    MHD_suspend_connection (req->connection);
-    __atomic_add_fetch (&req->refs, 1, __ATOMIC_ACQ_REL);
-    req->next = NULL;
-    bool was_empty = self->queue_head == NULL;
-    if (self->queue_tail)
-        self->queue_tail->next = req;
-    else
-        self->queue_head = req;
-    self->queue_tail = req;
-    pthread_mutex_unlock (&self->lock);
-    if (was_empty) {
-        uint64_t one = 1;
-        ssize_t written = write (self->event_fd, &one, sizeof one);
-        (void) written;         /* EAGAIN: the counter is already non-zero */
-    }
-    return 0;
-}
 
 /*  --------------------------------------------------------------------
     The actor side.  */
@@ -298,7 +266,7 @@ s_load_openapi (sb_rest_bridge_t *self, const char *dir, sb_error_t *err)
         if (!self->schemas)
             return sb_error_set (err, why.code, "rest-bridge: schemas: %s", why.text);
     }
-    json_t *doc = sb_openapi_build (self->schemas, "Switchboard REST bridge", NULL, &why);
+    json_t *doc = sb_rest_openapi_build (self->schemas, "Switchboard REST bridge", NULL, &why);
     if (!doc)
         return sb_error_set (err, SB_E_INTERNAL, "rest-bridge: openapi: %s", why.text);
     char url [160];

@@ -1,4 +1,7 @@
-/*  bridge.h — internals shared by the REST bridge's two halves.
+/*  bridge.h — the state shared by the REST bridge's two halves: the
+    bridge and its requests.  http.c's functions are in http.h; bridge.c
+    (the actor) uses them, and http.c uses nothing of bridge.c but the
+    hand-over queue declared here.
 
     http.c runs on libmicrohttpd's threads: it parses, authenticates and
     converts each HTTP request, then suspends its connection and hands the
@@ -19,7 +22,6 @@
 #define SB_REST_BRIDGE_H_INCLUDED
 
 #include "switchboard.h"
-#include "wire/wire.h"
 #include "auth.h"
 #include "metrics.h"
 #include "route.h"
@@ -85,7 +87,7 @@ struct sb_rest_bridge {
     sb_rest_metrics_t *metrics;
     sb_rest_auth_t *auth;               /* no keys: auth off */
     sb_rest_routes_t *routes;
-    struct sb_schema_set *schemas;      /* NULL: no validation at the edge */
+    sb_schema_set_t *schemas;           /* NULL: no validation at the edge */
     char *openapi;                      /* the document, built at start */
     size_t openapi_size;
     /*  Settings.  */
@@ -113,20 +115,5 @@ struct sb_rest_bridge {
     uint64_t request_prefix;            /* random, drawn at start: request ids */
     uint64_t request_count;             /* atomic */
 };
-
-/*  http.c  */
-int sb_rest_http_start (sb_rest_bridge_t *self, sb_error_t *err);
-/*  Stops accepting, waits up to drain_ms for connections to finish, stops. */
-void sb_rest_http_stop (sb_rest_bridge_t *self);
-void sb_rest_req_unref (sb_rest_req_t *req);
-/*  Fills the answer with a JSON error body.  */
-void sb_rest_req_fail (sb_rest_req_t *req, sb_code_t code, const char *message);
-
-/*  bridge.c  */
-/*  Hands a request to the actor (its connection is suspended here).
-    Returns -1 if the bridge is shutting down: nothing was suspended.  */
-int sb_rest_bridge_submit (sb_rest_bridge_t *self, sb_rest_req_t *req);
-
-int64_t sb_rest_now_us (void);
 
 #endif

@@ -22,8 +22,7 @@
     its BLAKE2b-128 hash (`b2sum -l 128`) when it is another valid id;
     else a generated one, which is also the answer's X-Request-Id.
 */
-#include "bridge.h"
-#include "schema/schema.h"
+#include "http.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
@@ -39,8 +38,8 @@
 
 #define S_TOKEN_MAX 4096
 
-int64_t
-sb_rest_now_us (void)
+static int64_t
+s_now_us (void)
 {
     struct timespec now;
     clock_gettime (CLOCK_MONOTONIC, &now);
@@ -59,7 +58,7 @@ s_req_new (sb_rest_bridge_t *bridge, struct MHD_Connection *connection)
     req->bridge = bridge;
     req->connection = connection;
     req->refs = 1;
-    req->start_us = sb_rest_now_us ();
+    req->start_us = s_now_us ();
     req->timeout_ms = bridge->timeout_ms;
     req->label_service = "_bridge";
     req->label_method = "not_found";
@@ -181,7 +180,7 @@ s_send_owned (sb_rest_req_t *req, int status, char *body, size_t size,
     sb_rest_metrics_record (req->bridge->metrics,
                             req->kind == SB_REST_CALL ? req->service : req->label_service,
                             req->kind == SB_REST_CALL ? req->method : req->label_method,
-                            status, sb_rest_now_us () - req->start_us);
+                            status, s_now_us () - req->start_us);
     return result;
 }
 
@@ -417,7 +416,7 @@ s_preflight (sb_rest_req_t *req)
     MHD_destroy_response (response);
     req->state = SB_REST_SENT;
     sb_rest_metrics_record (req->bridge->metrics, req->label_service, req->label_method,
-                            MHD_HTTP_NO_CONTENT, sb_rest_now_us () - req->start_us);
+                            MHD_HTTP_NO_CONTENT, s_now_us () - req->start_us);
     return result;
 }
 
@@ -431,10 +430,42 @@ s_not_allowed (sb_rest_req_t *req, const char *allow)
                          MHD_HTTP_HEADER_ALLOW, allow);
 }
 
+/*  Hands a request to the actor, its connection suspended; -1 if the
+    bridge is shutting down (then nothing was suspended).  The actor's
+    side of the queue is in bridge.c.  */
+static int
+s_hand_over (sb_rest_bridge_t *self, sb_rest_req_t *req)
+{
+    pthread_mutex_lock (&self->lock);
+    if (self->stopping) {
+        pthread_mutex_unlock (&self->lock);
+        return -1;
+    }
+    req->state = SB_REST_WAITING;
+    /*  Suspended before the actor can see it, so that its resume can never
+        come first.  */
+    MHD_suspend_connection (req->connection);
+    __atomic_add_fetch (&req->refs, 1, __ATOMIC_ACQ_REL);
+    req->next = NULL;
+    bool was_empty = self->queue_head == NULL;
+    if (self->queue_tail)
+        self->queue_tail->next = req;
+    else
+        self->queue_head = req;
+    self->queue_tail = req;
+    pthread_mutex_unlock (&self->lock);
+    if (was_empty) {
+        uint64_t one = 1;
+        ssize_t written = write (self->event_fd, &one, sizeof one);
+        (void) written;         /* EAGAIN: the counter is already non-zero */
+    }
+    return 0;
+}
+
 static enum MHD_Result
 s_submit (sb_rest_req_t *req)
 {
-    if (sb_rest_bridge_submit (req->bridge, req) == 0)
+    if (s_hand_over (req->bridge, req) == 0)
         return MHD_YES;
     sb_rest_metrics_error (req->bridge->metrics, SB_REST_ERR_SHUTDOWN);
     return s_send_bus_error (req, SB_E_UNAVAILABLE, "the bridge is shutting down");
@@ -502,8 +533,8 @@ s_route (sb_rest_req_t *req, const char *url, const char *http_method)
             req->service [service_size] = 0;
         }
         if (!slash || service_size > SB_NAME_MAX
-        ||  !sb_wire_valid_name (req->service, SB_NAME_MAX)
-        ||  !sb_wire_valid_name (method, SB_NAME_MAX)) {
+        ||  !sb_name_valid (req->service, SB_NAME_SERVICE)
+        ||  !sb_name_valid (method, SB_NAME_METHOD)) {
             req->service [0] = 0;
             sb_rest_metrics_error (bridge->metrics, SB_REST_ERR_NO_ROUTE);
             return s_send_bus_error (req, SB_E_NOT_FOUND, "no such route: use POST /v1/{service}/{method}");
@@ -787,7 +818,7 @@ s_access (void *cls, struct MHD_Connection *connection, const char *url,
                 sb_rest_metrics_record (bridge->metrics,
                                         req->kind == SB_REST_CALL ? req->service : req->label_service,
                                         req->kind == SB_REST_CALL ? req->method : req->label_method,
-                                        S_STATUS_CLIENT_GONE, sb_rest_now_us () - req->start_us);
+                                        S_STATUS_CLIENT_GONE, s_now_us () - req->start_us);
                 return MHD_NO;
             }
             char *out = req->out;
@@ -888,8 +919,8 @@ sb_rest_http_stop (sb_rest_bridge_t *self)
     /*  Answers were given (or refused with 503) by the caller; give them
         drain_ms to reach their clients.  Idle keep-alive connections do
         not count: stopping the daemon closes them.  */
-    int64_t deadline = sb_rest_now_us () + (int64_t) self->drain_ms * 1000;
-    while (sb_rest_metrics_in_flight_now (self->metrics) > 0 && sb_rest_now_us () < deadline)
+    int64_t deadline = s_now_us () + (int64_t) self->drain_ms * 1000;
+    while (sb_rest_metrics_in_flight_now (self->metrics) > 0 && s_now_us () < deadline)
         usleep (5000);
     MHD_stop_daemon (self->daemon);
     self->daemon = NULL;

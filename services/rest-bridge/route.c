@@ -1,6 +1,6 @@
 /*  route.c — route aliases of the REST bridge (see route.h).  */
 #include "route.h"
-#include "wire/wire.h"
+#include "switchboard.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -113,8 +113,8 @@ s_parse_entry (s_route_t *route, const char *entry, size_t length, char *why)
     *dot = 0;
     memcpy (route->service, target, (size_t) (dot - target) + 1);
     memcpy (route->method, dot + 1, strlen (dot + 1) + 1);
-    if (!sb_wire_valid_name (route->service, SB_NAME_MAX)
-    ||  !sb_wire_valid_name (route->method, SB_NAME_MAX)) {
+    if (!sb_name_valid (route->service, SB_NAME_SERVICE)
+    ||  !sb_name_valid (route->method, SB_NAME_METHOD)) {
         snprintf (why, 256, "alias '%.160s': bad service or method name", text);
         return -1;
     }

@@ -1,10 +1,13 @@
-/*  runtime_openapi.t — the OpenAPI 3.1 document built from a schema set:
+/*  openapi.t — the REST bridge's OpenAPI 3.1 document built from a schema set:
     valid JSON, every method as POST /v1/service/method with its request
     and reply component schemas (binary translated to its JSON form), the
     error body and every error status, the bridge's fixed routes, and the
     project's own schemas/ directory.  */
-#include "schema/openapi.h"
+#include "openapi.h"
 #include "tap.h"
+
+#include <stdlib.h>
+#include <string.h>
 
 static const char *s_schema_text =
     "{ \"service\": \"files\", \"version\": \"1.2.0\", \"description\": \"file store\","
@@ -50,7 +53,7 @@ main (void)
                                             strlen (s_schema_text), &err) == 0, "schema loads"))
         tap_diag ("  %s", err.text);
 
-    char *text = sb_openapi_dumps (set, "Test API", "9.9.9", &err);
+    char *text = sb_rest_openapi_dumps (set, "Test API", "9.9.9", &err);
     tap_ok (text != NULL, "document serializes");
     json_error_t jerr;
     json_t *doc = text ? json_loads (text, JSON_REJECT_DUPLICATES, &jerr) : NULL;
@@ -148,7 +151,7 @@ main (void)
     json_decref (doc);
 
     /*  An empty set still gives a document.  */
-    doc = sb_openapi_build (NULL, NULL, NULL, &err);
+    doc = sb_rest_openapi_build (NULL, NULL, NULL, &err);
     tap_ok (doc && json_object_size (json_object_get (doc, "paths")) == 4
             && strcmp (s_str (s_get (doc, "info", "title", NULL, NULL)), "Switchboard") == 0,
             "empty set: fixed routes, default title");
@@ -161,7 +164,7 @@ main (void)
         char path [512];
         snprintf (path, sizeof path, "%s/schemas", top);
         set = sb_schema_set_load_dir (path, &err);
-        doc = set ? sb_openapi_build (set, NULL, NULL, &err) : NULL;
+        doc = set ? sb_rest_openapi_build (set, NULL, NULL, &err) : NULL;
         size_t found = 0;
         for (size_t i = 0; i < sb_schema_set_size (set); i++) {
             const sb_method_schema_t *m = sb_schema_set_method (set, i);

@@ -7,6 +7,8 @@
 #include "schema/schema.h"
 #include "tap.h"
 
+#include <jansson.h>
+
 #include <unistd.h>
 
 static sb_error_t err;
@@ -145,12 +147,18 @@ main (void)
     tap_is_int (sb_method_schema_flags (s_method), SB_METHOD_IDEMPOTENT, "flags");
     tap_is_int (sb_method_schema_timeout_ms (s_method), 2500, "timeout_ms");
     tap_is_int (sb_method_schema_cache_ttl_ms (s_method), 1000, "cache_ttl_ms");
-    tap_ok (json_is_object (sb_method_schema_request_json (s_method)), "request schema json");
+    const char *request_text = sb_method_schema_request_text (s_method);
+    json_t *request_json = request_text ? json_loads (request_text, 0, NULL) : NULL;
+    tap_ok (json_is_object (request_json) && json_object_get (request_json, "properties"),
+            "request schema as JSON text");
+    json_decref (request_json);
+    tap_ok (sb_method_schema_reply_text (s_method) != NULL, "reply schema as JSON text");
     const sb_method_schema_t *free_method = sb_schema_set_method (set, 1);
     tap_is_str (sb_method_schema_name (sb_schema_set_method (set, 0)), "all", "sorted: all first");
     tap_ok (free_method && !sb_method_schema_idempotent (free_method)
             && sb_method_schema_timeout_ms (free_method) == 0
-            && sb_method_schema_request_json (free_method) == NULL, "defaults of an empty method");
+            && sb_method_schema_request_text (free_method) == NULL
+            && sb_method_schema_reply_text (free_method) == NULL, "defaults of an empty method");
     tap_ok (sb_schema_set_method (set, 2) == NULL, "index past the end");
     msgpack_object nil = { .type = MSGPACK_OBJECT_NIL };
     tap_ok (sb_method_schema_validate_request (free_method, &nil, &err) == 0,

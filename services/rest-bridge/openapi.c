@@ -1,6 +1,8 @@
 /*  openapi.c — builds the OpenAPI 3.1 document from a schema set.
 
-    The document is assembled as jansson values.  Allocation failures are
+    The bridge reads the set through the public API only: each method's
+    request and reply schemas come as JSON text, parsed here with jansson
+    (once, when the bridge starts).  The document is assembled as jansson values.  Allocation failures are
     not checked call by call: each builder records them in a `failed` flag
     (jansson functions return NULL or -1 and take no ownership on NULL
     input), and the whole document is dropped at the end if one happened.
@@ -10,7 +12,7 @@
     {"$base64": "<standard base64 with padding>"}: its minLength and
     maxLength (bytes) become bounds on the base64 text (4 * ceil(n / 3)).
 */
-#include "internal.h"
+#include "openapi.h"
 
 #include <stdio.h>
 #include <string.h>
@@ -238,6 +240,23 @@ s_components (builder_t *b)
     return components;
 }
 
+/*  The component schema for a method's request or reply schema text
+    (NULL: anything, the empty schema).  */
+static json_t *
+s_component (builder_t *b, const char *text)
+{
+    if (!text)
+        return json_object ();
+    json_t *schema = json_loads (text, 0, NULL);
+    if (!schema) {
+        b->failed = true;
+        return NULL;
+    }
+    json_t *result = s_translate (b, schema);
+    json_decref (schema);
+    return result;
+}
+
 /*  POST /v1/service/method and its two component schemas.  */
 static void
 s_add_method (builder_t *b, json_t *paths, json_t *schemas, const sb_method_schema_t *method)
@@ -250,10 +269,8 @@ s_add_method (builder_t *b, json_t *paths, json_t *schemas, const sb_method_sche
     snprintf (reply, sizeof reply, "%s.%s.reply", service, name);
     snprintf (operation_id, sizeof operation_id, "%s.%s", service, name);
 
-    const json_t *request_json = sb_method_schema_request_json (method);
-    const json_t *reply_json = sb_method_schema_reply_json (method);
-    s_set (b, schemas, request, request_json ? s_translate (b, request_json) : json_object ());
-    s_set (b, schemas, reply, reply_json ? s_translate (b, reply_json) : json_object ());
+    s_set (b, schemas, request, s_component (b, sb_method_schema_request_text (method)));
+    s_set (b, schemas, reply, s_component (b, sb_method_schema_reply_text (method)));
 
     json_t *responses = s_object (b);
     if (!responses)
@@ -303,8 +320,8 @@ s_add_get (builder_t *b, json_t *paths, const char *path, const char *id, const 
 }
 
 json_t *
-sb_openapi_build (const sb_schema_set_t *schemas, const char *title, const char *version,
-                  sb_error_t *err)
+sb_rest_openapi_build (const sb_schema_set_t *schemas, const char *title, const char *version,
+                       sb_error_t *err)
 {
     builder_t b = { false };
     char library_version [32];
@@ -369,10 +386,10 @@ sb_openapi_build (const sb_schema_set_t *schemas, const char *title, const char 
 }
 
 char *
-sb_openapi_dumps (const sb_schema_set_t *schemas, const char *title, const char *version,
-                  sb_error_t *err)
+sb_rest_openapi_dumps (const sb_schema_set_t *schemas, const char *title, const char *version,
+                       sb_error_t *err)
 {
-    json_t *doc = sb_openapi_build (schemas, title, version, err);
+    json_t *doc = sb_rest_openapi_build (schemas, title, version, err);
     if (!doc)
         return NULL;
     char *text = json_dumps (doc, JSON_COMPACT | JSON_PRESERVE_ORDER);
