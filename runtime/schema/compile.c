@@ -96,12 +96,13 @@ s_load_type (sb_schema_loader_t *loader, sb_schema_node_t *node, json_t *value)
     for (size_t i = 0; i < count; i++) {
         json_t *name = json_is_array (value) ? json_array_get (value, i) : value;
         size_t t = 0;
-        while (t < SB_SCHEMA_TYPE_COUNT && !(json_is_string (name)
-                                   && strcmp (json_string_value (name), sb__schema_types [t].name) == 0))
+        while (t < SB_SCHEMA_TYPE_COUNT
+               && !(json_is_string (name)
+                    && strcmp (json_string_value (name), sb__schema_types [t].name) == 0))
             t++;
         if (t == SB_SCHEMA_TYPE_COUNT)
             return sb__schema_load_error (loader, "unknown type (expected null, boolean, integer, "
-                                         "number, string, array, object or binary)");
+                                                  "number, string, array, object or binary)");
         node->types |= sb__schema_types [t].bit;
     }
     return 0;
@@ -131,7 +132,8 @@ s_load_properties (sb_schema_loader_t *loader, sb_schema_node_t *node, json_t *v
         node->property_count++;
         sb__path_cut (&loader->path, mark);
     }
-    qsort (node->properties, node->property_count, sizeof (sb_schema_property_t), s_property_compare);
+    qsort (node->properties, node->property_count, sizeof (sb_schema_property_t),
+           s_property_compare);
     return 0;
 }
 
@@ -215,7 +217,7 @@ s_load_pattern (sb_schema_loader_t *loader, sb_schema_node_t *node, json_t *valu
         return sb__schema_load_error (loader, "expected a regular expression (POSIX ERE) string");
     if (!s_pattern_affordable (json_string_value (value)))
         return sb__schema_load_error (loader, "pattern too costly (longer than 1024 characters, or "
-                                     "repetition counts multiplying past 10000)");
+                                              "repetition counts multiplying past 10000)");
     int rc = regcomp (&node->pattern, json_string_value (value), REG_EXTENDED | REG_NOSUB);
     if (rc) {
         char why [128], text [200];
@@ -265,8 +267,8 @@ sb__schema_node_compile (sb_schema_loader_t *loader, json_t *schema, int depth)
             if (json_is_boolean (value))
                 node->closed = !json_is_true (value);
             else
-                rc = sb__schema_load_error (loader,
-                                   "expected true or false (schemas are not supported here)");
+                rc = sb__schema_load_error (
+                    loader, "expected true or false (schemas are not supported here)");
         }
         else
         if (s_is (key, "items")) {
@@ -314,7 +316,8 @@ sb__schema_node_compile (sb_schema_loader_t *loader, json_t *schema, int depth)
         }
         else
         if (!s_is (key, "default") && !s_is (key, "examples"))
-            rc = sb__schema_load_error (loader, "unknown keyword (see docs/schemas.md for the subset)");
+            rc = sb__schema_load_error (loader,
+                                        "unknown keyword (see docs/schemas.md for the subset)");
         if (rc)
             break;
         sb__path_cut (&loader->path, mark);

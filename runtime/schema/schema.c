@@ -95,7 +95,8 @@ s_load_ms (sb_schema_loader_t *loader, json_t *value, int *ms)
 {
     if (!json_is_integer (value) || json_integer_value (value) < 0
     ||  json_integer_value (value) > 86400000)
-        return sb__schema_load_error (loader, "expected milliseconds, an integer from 0 to 86400000");
+        return sb__schema_load_error (loader,
+                                      "expected milliseconds, an integer from 0 to 86400000");
     *ms = (int) json_integer_value (value);
     return 0;
 }
@@ -156,8 +157,9 @@ s_method_load (sb_schema_loader_t *loader, const char *service, const char *name
         }
         else
         if (!s_is (key, "$comment"))
-            rc = sb__schema_load_error (loader, "unknown method field (expected description, idempotent, "
-                                       "timeout_ms, cache_ttl_ms, request, reply)");
+            rc = sb__schema_load_error (loader, "unknown method field (expected description, "
+                                                "idempotent, timeout_ms, cache_ttl_ms, request, "
+                                                "reply)");
         if (rc)
             break;
         sb__path_cut (&loader->path, mark);
@@ -180,15 +182,19 @@ s_method_compare (const void *a, const void *b)
     *methods_p of *count_p entries (the caller frees both, also on error).
     0 or -1.  */
 static int
-s_file_load (sb_schema_loader_t *loader, json_t *root, sb_method_schema_t ***methods_p, size_t *count_p)
+s_file_load (sb_schema_loader_t *loader, json_t *root, sb_method_schema_t ***methods_p,
+             size_t *count_p)
 {
     if (!json_is_object (root))
-        return sb__schema_load_error (loader, "expected an object with service, version and methods");
+        return sb__schema_load_error (loader,
+                                      "expected an object with service, version and methods");
     json_t *service = json_object_get (root, "service");
     json_t *methods = json_object_get (root, "methods");
-    if (!json_is_string (service) || !sb_name_valid (json_string_value (service), SB_NAME_SERVICE)) {
+    if (!json_is_string (service)
+    ||  !sb_name_valid (json_string_value (service), SB_NAME_SERVICE)) {
         sb__path_key (&loader->path, "service", 7);
-        return sb__schema_load_error (loader, "expected the service name, 1 to 64 of A-Z a-z 0-9 _ . -");
+        return sb__schema_load_error (loader,
+                                      "expected the service name, 1 to 64 of A-Z a-z 0-9 _ . -");
     }
     if (!json_is_object (methods) || json_object_size (methods) == 0) {
         sb__path_key (&loader->path, "methods", 7);
@@ -211,7 +217,7 @@ s_file_load (sb_schema_loader_t *loader, json_t *root, sb_method_schema_t ***met
         else
         if (!s_is (key, "service") && !s_is (key, "methods") && !s_is (key, "$comment"))
             return sb__schema_load_error (loader, "unknown field (expected service, version, "
-                                         "description, methods)");
+                                                  "description, methods)");
         sb__path_cut (&loader->path, 1);
     }
     size_t count = json_object_size (methods);

@@ -107,7 +107,7 @@ s_equal (const msgpack_object *value, const json_t *json)
         case MSGPACK_OBJECT_STR:
             return json_is_string (json)
                 && sb__schema_name_compare (json_string_value (json), json_string_length (json),
-                                   value->via.str.ptr, value->via.str.size) == 0;
+                                            value->via.str.ptr, value->via.str.size) == 0;
         case MSGPACK_OBJECT_ARRAY:
             if (!json_is_array (json) || json_array_size (json) != value->via.array.size)
                 return false;
@@ -264,8 +264,9 @@ s_check_object (checker_t *checker, const sb_schema_node_t *node, const msgpack_
     for (size_t r = 0; r < node->required_count; r++) {
         const sb_schema_property_t *name = &node->required [r];
         uint32_t i = 0;
-        while (i < count && sb__schema_name_compare (kv [i].key.via.str.ptr, kv [i].key.via.str.size,
-                                            name->name, name->size) != 0)
+        while (i < count
+               && sb__schema_name_compare (kv [i].key.via.str.ptr, kv [i].key.via.str.size,
+                                           name->name, name->size) != 0)
             i++;
         if (i == count)
             return s_fail (checker, "missing required property \"%.*s\"",
@@ -335,8 +336,8 @@ s_check (checker_t *checker, const sb_schema_node_t *node, const msgpack_object 
 }
 
 int
-sb__schema_node_validate (const sb_schema_node_t *node, const msgpack_object *body, sb_code_t code, const char *prefix,
-            sb_error_t *err)
+sb__schema_node_validate (const sb_schema_node_t *node, const msgpack_object *body, sb_code_t code,
+                          const char *prefix, sb_error_t *err)
 {
     if (!node)
         return 0;

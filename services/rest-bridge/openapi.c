@@ -2,10 +2,11 @@
 
     The bridge reads the set through the public API only: each method's
     request and reply schemas come as JSON text, parsed here with jansson
-    (once, when the bridge starts).  The document is assembled as jansson values.  Allocation failures are
-    not checked call by call: each builder records them in a `failed` flag
-    (jansson functions return NULL or -1 and take no ownership on NULL
-    input), and the whole document is dropped at the end if one happened.
+    (once, when the bridge starts).  The document is assembled as jansson
+    values.  Allocation failures are not checked call by call: each builder
+    records them in a `failed` flag (jansson functions return NULL or -1
+    and take no ownership on NULL input), and the whole document is dropped
+    at the end if one happened.
 
     Schemas of our subset are JSON Schema already, so translation copies
     them, except "binary", which on the HTTP side is the object
