@@ -107,7 +107,8 @@ SB_EXPORT void sb_trace_format (const uint8_t trace [SB_TRACE_SIZE], char hex [S
 /*  --------------------------------------------------------------------
     Names and limits.  Every name on the bus follows one rule
     (docs/protocol.md, section 3): 1 to SB_NAME_MAX characters of
-    [A-Za-z0-9_.-]; a topic may have up to SB_TOPIC_MAX.  Everything that
+    [A-Za-z0-9_.-]; a topic may have up to SB_TOPIC_MAX; a service name
+    has no '.' (it ends the service in "SERVICE.METHOD").  Everything that
     checks a name (the runtime before it sends, brokers when they decode,
     `sb run` when it loads a plugin, schema files, the REST bridge) calls
     sb_name_valid, so they all agree.  A service name must also not start

@@ -1,20 +1,20 @@
 /*  internal.h — the runtime's private view of itself.
 
-    libswitchboard is built in layers (runtime/Makemodule.am); each layer's
-    header includes only the public header and the layers before it:
+    libswitchboard is built in layers (runtime/Makemodule.am); each layer
+    uses only itself and the layers before it (docs/architecture.md):
 
-        wire/      header codec, framing, names, error codes, trace ids
-        security/  keys, certificates, identities, sealed boxes
-        bus/       links, the peer (calls, failover, subscriptions),
-                   beacons, discovery, the sealer's lookups, clients
+        wire/      header codec, names, error codes, trace ids
         schema/    JSON <-> MessagePack, method schemas
+        security/  keys, certificates, identities, sealed boxes, the sealer
+        bus/       links, the peer (calls, failover, subscriptions),
+                   beacons, discovery, clients
         host/      service instances (actors), plugins, service config
 
     The runtime's own source files include this header and nothing else of
     the runtime.  Nothing outside runtime/ includes it: the broker, `sb`
     and the tests include the one layer header they use, and plugins see
     only include/switchboard.h (everything else is hidden from the shared
-    library; tools/check-shape.sh checks both).
+    library; tools/check-shape.py checks both).
 */
 #ifndef SB_INTERNAL_H_INCLUDED
 #define SB_INTERNAL_H_INCLUDED
@@ -23,6 +23,8 @@
 
 #include "wire/wire.h"
 #include "wire/name.h"
+#include "schema/path.h"
+#include "schema/schema.h"
 #include "security/keys.h"
 #include "security/cert.h"
 #include "security/identity.h"
@@ -32,8 +34,6 @@
 #include "security/sealer.h"
 #include "bus/beacon.h"
 #include "bus/discovery.h"
-#include "schema/path.h"
-#include "schema/schema.h"
 #include "host/config.h"
 #include "host/plugin.h"
 #include "host/instance.h"

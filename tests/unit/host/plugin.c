@@ -67,8 +67,10 @@ main (void)
     tap_ok (s_check (&d) == -1 && s_contains (s_reason, "wrong ABI version 2"), "other ABI version refused");
     d = good; d.name = NULL;
     tap_ok (s_check (&d) == -1 && s_contains (s_reason, "service name"), "no name refused");
-    d.name = "Upper.v2";
-    tap_is_int (s_check (&d), 0, "service name of the protocol's rule ([A-Za-z0-9_.-]) accepted");
+    d.name = "Upper_v2";
+    tap_is_int (s_check (&d), 0, "service name of the protocol's rule ([A-Za-z0-9_-]) accepted");
+    d.name = "orders.v2";
+    tap_ok (s_check (&d) == -1, "service name with a '.' refused (it ends the service in SERVICE.METHOD)");
     d.name = "has space";
     tap_ok (s_check (&d) == -1, "service name with a space refused");
     d.name = "a/b";
