@@ -23,6 +23,7 @@
 #ifndef SWITCHBOARD_H_INCLUDED
 #define SWITCHBOARD_H_INCLUDED
 
+#include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <stdbool.h>
@@ -451,6 +452,57 @@ SB_EXPORT int sb_method_schema_validate_request (const sb_method_schema_t *self,
 SB_EXPORT int sb_method_schema_validate_reply (const sb_method_schema_t *self,
                                                const msgpack_object *body,
                                                sb_error_t *err) SB_WARN_UNUSED;
+
+/*  --------------------------------------------------------------------
+    Bodies by format: read a MessagePack body into C variables, or write
+    one from them, in one call (the spirit of jansson's json_unpack and
+    json_pack).  The format is a string of conversions; spaces and commas
+    between them are ignored.  Arguments follow in the order of the format.
+
+      {...}   a map; each entry is a key `s:` then a value.  The key is a
+              `const char *` argument.  Unpacking: `s?:` marks the key
+              optional (its variable is left as it was when the key is
+              absent); `!` before the `}` refuses keys the format does not
+              name.  Other keys are ignored.
+      [...]   an array of exactly these items.
+      s       unpack: a string copied into `char *buf, size_t size` (two
+              arguments; longer than size - 1 bytes or holding a NUL is a
+              mismatch).  pack: a `const char *` (NULL packs nil).
+      S       a string with its length: unpack `const char **, size_t *`
+              (borrowed from the body, not NUL-terminated); pack
+              `const char *, size_t`.
+      i  I    an integer: `int` / `int64_t` (unpack: `int *` / `int64_t *`;
+              out of range is a mismatch).
+      f       a number: `double` (unpack accepts integers too).
+      b       a boolean: `int` (unpack: `bool *`).
+      n       nil (no argument).
+      o       any object: `const msgpack_object *` (unpack:
+              `const msgpack_object **`, borrowed from the body).
+
+    A mismatch of the data is SB_E_BAD_REQUEST with its path, e.g.
+    "$.tags[1]: expected string, got integer"; a malformed format is
+    SB_E_INTERNAL "format: ...".  Neither allocates.  */
+
+SB_EXPORT int sb_unpack (const msgpack_object *obj, sb_error_t *err, const char *fmt, ...)
+    SB_WARN_UNUSED;
+SB_EXPORT int sb_vunpack (const msgpack_object *obj, sb_error_t *err, const char *fmt,
+                          va_list ap) SB_WARN_UNUSED;
+/*  Packs one object.  On -1 the packer holds a partial object: discard
+    what it wrote.  */
+SB_EXPORT int sb_pack (msgpack_packer *pk, sb_error_t *err, const char *fmt, ...);
+SB_EXPORT int sb_vpack (msgpack_packer *pk, sb_error_t *err, const char *fmt, va_list ap);
+
+/*  Inside a handler.  sb_request_unpack reads the request body; on a
+    mismatch it answers the caller bad_request "<path>: <why>" itself and
+    returns -1, so a handler can `return -1` at once; a request without a
+    body (nil) reads as an empty map.  sb_reply_pack
+    replies with the object the format builds (a bad format answers
+    internal and returns -1).  sb_actor_publish_pack publishes one.  */
+SB_EXPORT int sb_request_unpack (sb_request_t *req, const char *fmt, ...) SB_WARN_UNUSED;
+SB_EXPORT int sb_reply_pack (sb_request_t *req, const char *fmt, ...);
+SB_EXPORT int sb_actor_publish_pack (sb_actor_t *actor, const char *topic, const char *fmt, ...);
+/*  The same for a client's events.  */
+SB_EXPORT int sb_client_publish_pack (sb_client_t *self, const char *topic, const char *fmt, ...);
 
 /*  --------------------------------------------------------------------
     JSON <-> MessagePack, shared by `sb call` and the REST bridge.

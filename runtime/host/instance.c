@@ -72,6 +72,7 @@ struct sb_request {
     uint8_t nonce [SB_SEAL_NONCE_SIZE];
     char trace_hex [33];            /* formatted on first sb_request_trace_id */
     bool in_handler;
+    const msgpack_object *body;     /* the decoded request, during the handler */
     bool deferred;
     bool closed;                    /* answered */
     bool expired;                   /* answered by the runtime for the plugin */
@@ -388,6 +389,12 @@ sb_request_error (sb_request_t *req, sb_code_t code, const char *fmt, ...)
     return s_error (req, code, text);
 }
 
+const msgpack_object *
+sb__request_body (const sb_request_t *req)
+{
+    return req && req->in_handler ? req->body : NULL;
+}
+
 sb_request_t *
 sb_request_defer (sb_request_t *req)
 {
@@ -541,7 +548,9 @@ s_on_request (sb_link_t *link, const sb_header_t *h, zmq_msg_t *body, void *arg)
     /*  Calls the handler makes stay in the request's trace.  */
     sb_peer_set_trace (self->peer, req->has_trace ? req->trace : NULL);
     req->in_handler = true;
+    req->body = &obj;
     int rc = method->handler (req, &obj, self->state);
+    req->body = NULL;
     req->in_handler = false;
     sb_peer_set_trace (self->peer, NULL);
     msgpack_zone_clear (&self->zone);

@@ -77,4 +77,8 @@ void sb_instance_seal_counters (sb_instance_t *self, sb_sealer_counters_t *out);
     frees everything and NULLs *self_p.  Safe on NULL and twice.  */
 void sb_instance_stop (sb_instance_t **self_p);
 
+/*  The decoded body of a request whose handler is running, else NULL
+    (host/body.c reads it for sb_request_unpack).  */
+const msgpack_object *sb__request_body (const sb_request_t *req);
+
 #endif

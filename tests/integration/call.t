@@ -29,6 +29,10 @@ sb_call echo.stats '{"values": []}'
 is "$OUT" '{"count":0,"sum":0.0,"min":null,"max":null,"mean":null}' "stats of nothing"
 sb_call hello.hello
 is "$OUT" '"hello, world"' "the README's hello plugin answers"
+sb_call hello.hello '{"name": "you"}'
+is "$OUT" '"hello, you"' "it reads its optional field with sb_request_unpack"
+sb_call hello.hello '{"name": 5}'
+like "$RC $ERR" '^1 .*bad_request: \$\.name: expected string, got integer$' "a field of the wrong type is refused with its path"
 README_CODE=$(sed -n '/^```c$/,/^```$/p' "$SB_TOP_SRCDIR/README.md" | sed -n '2,/^```$/p' | sed '$d')
 is "$README_CODE" "$(tail -n +3 "$SB_TOP_SRCDIR/services/hello/hello.c")" "README.md shows services/hello/hello.c verbatim"
 DOC_CODE=$(sed -n '/^```c$/,/^```$/p' "$SB_TOP_SRCDIR/docs/writing-services.md" | sed -n '2,/^```$/p' | sed '$d')
