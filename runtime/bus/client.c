@@ -209,7 +209,7 @@ sb_client_call_traced (sb_client_t *self, const char *service, const char *metho
     reply->pub.data = slot.data;
     reply->pub.size = slot.size;
     reply->pub.internal_ = reply;
-    if (sb_peer_decode (slot.data, slot.size, &reply->unpacked, &reply->pub.body)) {
+    if (sb_wire_decode (slot.data, slot.size, &reply->unpacked, &reply->pub.body)) {
         sb_reply_destroy ((sb_reply_t **) &reply);
         return sb_error_set (err, SB_E_INTERNAL,
                              "%s.%s replied with a body that is not valid MessagePack", service, method);

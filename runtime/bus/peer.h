@@ -22,6 +22,7 @@
 #define SB_PEER_H_INCLUDED
 
 #include "bus/link.h"
+#include "security/sealer.h"
 
 typedef struct sb_peer sb_peer_t;
 
@@ -56,6 +57,11 @@ int sb_peer_set_identity (sb_peer_t *self, const sb_identity_t *identity, sb_err
     SB_WARN_UNUSED;
 /*  Says BYE on live links, drops outstanding calls without calling back. */
 void sb_peer_destroy (sb_peer_t **self_p);
+
+/*  The peer's sealer (sealer.h), NULL without an identity: a worker
+    opens requests and seals replies with it.  Lives until the identity
+    changes or the peer is destroyed.  */
+sb_sealer_t *sb_peer__sealer (sb_peer_t *self);
 
 /*  Makes the peer a worker: `welcome` runs after each WELCOME (after the
     peer re-sent its subscriptions on that link), `request` for each
@@ -126,19 +132,6 @@ int sb_peer_publish (sb_peer_t *self, const char *topic, const void *body, size_
 /*  Registers a subscription and sends SUBSCRIBE on every live link.  */
 int sb_peer_subscribe (sb_peer_t *self, const char *prefix, const char *group,
                        sb_event_fn *callback, void *arg);
-
-/*  Decodes a body frame (size 0: nil) into obj, which borrows from data
-    and from `unpacked` (initialised by the caller, who destroys it).
-    The pre-scan (sb_wire_check) runs first, so a hostile body costs one
-    pass and no allocation.  0, or -1 if it is not one valid object.  */
-int sb_peer_decode (const void *data, size_t size, msgpack_unpacked *unpacked,
-                    msgpack_object *obj) SB_WARN_UNUSED;
-/*  The same into a zone the caller keeps from message to message (no
-    allocation once the zone's first chunk is there).  obj borrows from
-    data and zone until the caller clears the zone (msgpack_zone_clear,
-    which also gives back the chunks a large object needed).  */
-int sb_peer_decode_zone (const void *data, size_t size, msgpack_zone *zone,
-                         msgpack_object *obj) SB_WARN_UNUSED;
 
 /*  Fills items with the links' sockets (ZMQ_POLLIN), then, room
     permitting, one socket monitor per link that reports a dropped

@@ -494,7 +494,7 @@ s_on_request (sb_link_t *link, const sb_header_t *h, zmq_msg_t *body, void *arg)
     uint8_t caller_pk [SB_KEY_SIZE], nonce [SB_SEAL_NONCE_SIZE];
     if (sealer) {
         sb_error_t err;
-        int opened = sb_sealer_open_request (sealer, link, h, body, &plain, caller_pk, nonce, &err);
+        int opened = sb_sealer_open_request (sealer, sb_link_id (link), h, body, &plain, caller_pk, nonce, &err);
         if (opened <= 0) {
             if (opened < 0)
                 s_refuse (self, link, h, err.code, err.text);
@@ -506,7 +506,7 @@ s_on_request (sb_link_t *link, const sb_header_t *h, zmq_msg_t *body, void *arg)
     /*  Handlers never dispatch the actor's own links, so one zone
         serves every request; it is cleared after each.  */
     msgpack_object obj;
-    if (sb_peer_decode_zone (zmq_msg_data (body), zmq_msg_size (body), &self->zone, &obj)) {
+    if (sb_wire_decode_zone (zmq_msg_data (body), zmq_msg_size (body), &self->zone, &obj)) {
         msgpack_zone_clear (&self->zone);
         zmq_msg_close (&plain);
         s_refuse (self, link, h, SB_E_BAD_REQUEST, "request body is not valid MessagePack");

@@ -1,13 +1,16 @@
-/*  sealer.c — the runtime's end-to-end sealing: key lookups through the
-    broker, verification against the authority, sealing with context,
-    refusals.  See sealer.h for the policy and docs/security.md section 5.
+/*  sealer.c — the runtime's end-to-end sealing: what to look up,
+    verification of the answers against the authority, sealing with
+    context, refusals.  See sealer.h for the policy and docs/security.md
+    section 5.
 
     Keys learnt live in two tables that only grow (bounded by what a
-    process talks to): services by name, callers by key.  Their entries
-    are also the `arg` of the sys.keys lookups in flight, so a peer
+    process talks to): services by name, callers by key.  Each entry
+    starts with the sb_sealer_lookup_t that the owner is given to send
+    (runtime/bus/keys_lookup.c) and hands back with the answer, so a
+    lookup in flight points into a table the sealer owns, and an owner
     destroyed with a lookup outstanding leaks nothing.  Requests waiting
     for a caller's certificate are held, with their body, in a bounded
-    list and handed back to the peer when the lookup ends.
+    list and handed back to the owner (`release`) when the lookup ends.
 */
 #include "internal.h"
 
@@ -27,21 +30,20 @@
 
 enum { S_NONE, S_LOOKUP, S_KNOWN, S_FAILED };
 
+/*  A service's key.  lookup first: a lookup in flight is its entry.  */
 typedef struct {
-    sb_sealer_t *owner;
-    char name [SB_NAME_MAX + 1];
+    sb_sealer_lookup_t lookup;      /* kind SERVICE; service: its name */
     int state;
     bool refreshing;                /* a lookup in flight for a known key */
-    int empty;                      /* brokers that knew no such service, this lookup */
     uint8_t pk [SB_KEY_SIZE];
     int64_t learnt;
     sb_code_t code;                 /* S_FAILED: why */
     char error [SB_TEXT_MAX + 1];
 } s_service_t;
 
+/*  A caller's certificate.  lookup first, as above.  */
 typedef struct {
-    sb_sealer_t *owner;
-    uint8_t pk [SB_KEY_SIZE];
+    sb_sealer_lookup_t lookup;      /* kind CALLER; key: its curve key */
     int state;
     int64_t when;                   /* learnt or failed */
     sb_cert_t *cert;                /* S_KNOWN */
@@ -57,7 +59,7 @@ typedef struct {
 
 struct sb_sealer {
     const sb_identity_t *identity;
-    sb_peer_t *peer;
+    sb_sealer_owner_t owner;
     char who [SB_NAME_MAX + 1];
     sb_seal_t *seal;                /* our member keys */
     sb_seal_t *events;              /* the event key; NULL without one */
@@ -121,7 +123,7 @@ s_held_destroy (void **item)
 }
 
 sb_sealer_t *
-sb_sealer_new (const sb_identity_t *identity, sb_peer_t *peer, sb_error_t *err)
+sb_sealer_new (const sb_identity_t *identity, const sb_sealer_owner_t *owner, sb_error_t *err)
 {
     sb_sealer_t *self = calloc (1, sizeof *self);
     if (!self) {
@@ -129,7 +131,7 @@ sb_sealer_new (const sb_identity_t *identity, sb_peer_t *peer, sb_error_t *err)
         return NULL;
     }
     self->identity = identity;
-    self->peer = peer;
+    self->owner = *owner;
     snprintf (self->who, sizeof self->who, "%s", sb_identity_name (identity));
     self->seal = sb_seal_new (sb_identity_keys (identity), 0, err);
     self->services = zhashx_new ();
@@ -416,7 +418,7 @@ s_verify (sb_sealer_t *self, const msgpack_object *item, const char *service,
 static const msgpack_object *
 s_certs (const void *data, size_t size, msgpack_unpacked *unpacked)
 {
-    if (sb_peer_decode (data, size, unpacked, &unpacked->data)
+    if (sb_wire_decode (data, size, unpacked, &unpacked->data)
     ||  unpacked->data.type != MSGPACK_OBJECT_MAP)
         return NULL;
     const msgpack_object_map *map = &unpacked->data.via.map;
@@ -429,13 +431,22 @@ s_certs (const void *data, size_t size, msgpack_unpacked *unpacked)
     return NULL;
 }
 
-static void s_lookup_service (sb_sealer_t *self, s_service_t *entry);
-
+/*  Asks the owner to send `lookup`; a lookup that cannot be sent ends
+    at once with the owner's reason.  */
 static void
-s_service_answer (const void *data, size_t size, const sb_error_t *err, void *arg)
+s_ask (sb_sealer_t *self, sb_sealer_lookup_t *lookup)
 {
-    s_service_t *entry = arg;
-    sb_sealer_t *self = entry->owner;
+    sb_error_t err;
+    s_count (&self->counters.lookups);
+    if (self->owner.lookup (lookup, self->owner.arg, &err))
+        sb_sealer_lookup_answer (self, lookup, NULL, 0, &err, true);
+}
+
+static int
+s_service_answer (sb_sealer_t *self, s_service_t *entry, const void *data, size_t size,
+                  const sb_error_t *err, bool last)
+{
+    const char *name = entry->lookup.service;
     bool refreshing = entry->refreshing;
     entry->refreshing = false;
     char why [SB_TEXT_MAX + 1] = "";
@@ -443,7 +454,7 @@ s_service_answer (const void *data, size_t size, const sb_error_t *err, void *ar
     bool found = false;
     if (err) {
         code = err->code == SB_E_TIMEOUT ? SB_E_TIMEOUT : SB_E_UNAVAILABLE;
-        snprintf (why, sizeof why, "cannot look up the key of %s: %.150s", entry->name, err->text);
+        snprintf (why, sizeof why, "cannot look up the key of %s: %.150s", name, err->text);
     }
     else {
         msgpack_unpacked unpacked;
@@ -451,29 +462,28 @@ s_service_answer (const void *data, size_t size, const sb_error_t *err, void *ar
         const msgpack_object *certs = s_certs (data, size, &unpacked);
         sb_cert_t *cert = malloc (sizeof *cert);
         if (!certs || !cert)
-            snprintf (why, sizeof why, "bad sys.keys answer for %s", entry->name);
+            snprintf (why, sizeof why, "bad sys.keys answer for %s", name);
         else
-        if (certs->via.array.size == 0 && !refreshing
-        &&  entry->empty + 1 < (int) sb_peer_links_alive (self->peer)) {
+        if (certs->via.array.size == 0 && !refreshing && !last) {
             /*  A broker that has just started may not know the service
-                yet: ask the next one, as calls do (protocol.md 7).  */
-            entry->empty++;
+                yet: the owner asks the next one, as calls do (protocol.md
+                7).  */
             free (cert);
             msgpack_unpacked_destroy (&unpacked);
-            s_lookup_service (self, entry);
-            return;
+            s_count (&self->counters.lookups);
+            return SB_SEALER_ASK_AGAIN;
         }
         else
         if (certs->via.array.size == 0) {
             code = SB_E_NOT_FOUND;
-            snprintf (why, sizeof why, "no service '%s' (no certificate to seal for)", entry->name);
+            snprintf (why, sizeof why, "no service '%s' (no certificate to seal for)", name);
         }
         for (uint32_t i = 0; cert && certs && i < certs->via.array.size && !found; i++) {
             char one [SB_TEXT_MAX + 1];
-            if (s_verify (self, &certs->via.array.ptr [i], entry->name, NULL, cert, one, sizeof one) == 0)
+            if (s_verify (self, &certs->via.array.ptr [i], name, NULL, cert, one, sizeof one) == 0)
                 found = true;
             else
-                snprintf (why, sizeof why, "no certificate for %s verifies: %.150s", entry->name, one);
+                snprintf (why, sizeof why, "no certificate for %s verifies: %.150s", name, one);
         }
         if (found) {
             sb_error_t add;
@@ -484,7 +494,7 @@ s_service_answer (const void *data, size_t size, const sb_error_t *err, void *ar
             }
             else {
                 if (entry->state == S_KNOWN && memcmp (entry->pk, cert->curve_pk, SB_KEY_SIZE))
-                    zsys_info ("%s: sealing: %s now has the key of '%s'", self->who, entry->name, cert->name);
+                    zsys_info ("%s: sealing: %s now has the key of '%s'", self->who, name, cert->name);
                 memcpy (entry->pk, cert->curve_pk, SB_KEY_SIZE);
             }
         }
@@ -500,7 +510,7 @@ s_service_answer (const void *data, size_t size, const sb_error_t *err, void *ar
     if (refreshing) {
         /*  Keep the key we have: the refresh only looks for a newer one. */
         zsys_warning ("%s: sealing: %s", self->who, why);
-        return;
+        return 0;
     }
     else {
         entry->state = S_FAILED;
@@ -510,31 +520,8 @@ s_service_answer (const void *data, size_t size, const sb_error_t *err, void *ar
         s_refuse (self, SB_SEALER_NO_KEY, code, &counted, "%s", why);
     }
     if (!refreshing)
-        sb_peer__keys_ready (self->peer, entry->name);
-}
-
-static void
-s_lookup_service (sb_sealer_t *self, s_service_t *entry)
-{
-    uint8_t body [8 + SB_NAME_MAX + 8];
-    size_t len = strlen (entry->name);
-    size_t n = 0;
-    body [n++] = 0x81;                              /* map of 1 */
-    body [n++] = 0xa7;                              /* fixstr 7 */
-    memcpy (body + n, "service", 7);
-    n += 7;
-    body [n++] = 0xd9;                              /* str 8 */
-    body [n++] = (uint8_t) len;
-    memcpy (body + n, entry->name, len);
-    n += len;
-    sb_error_t err;
-    s_count (&self->counters.lookups);
-    if (sb_peer_call (self->peer, "sys", "keys", body, n, SB_SEALER_LOOKUP_MS,
-                      NULL, s_service_answer, entry, NULL, &err)) {
-        /*  Only a bad name gets here, and names were checked before.  */
-        sb_error_set (&err, SB_E_INTERNAL, "%s", err.text);
-        s_service_answer (NULL, 0, &err, entry);
-    }
+        self->owner.keys_ready (name, self->owner.arg);
+    return 0;
 }
 
 int
@@ -545,22 +532,22 @@ sb_sealer_service_key (sb_sealer_t *self, const char *service, uint8_t pk [SB_KE
         entry = calloc (1, sizeof *entry);
         if (!entry)
             return 0;
-        entry->owner = self;
-        snprintf (entry->name, sizeof entry->name, "%s", service);
+        entry->lookup.kind = SB_SEALER_LOOKUP_SERVICE;
+        snprintf (entry->lookup.service, sizeof entry->lookup.service, "%s", service);
         zhashx_insert (self->services, service, entry);
     }
     if (entry->state == S_KNOWN) {
         if (!entry->refreshing && zclock_mono () - entry->learnt > SB_SEALER_KEY_TTL_MS) {
             entry->refreshing = true;
-            s_lookup_service (self, entry);
+            s_ask (self, &entry->lookup);
         }
         memcpy (pk, entry->pk, SB_KEY_SIZE);
         return 1;
     }
     if (entry->state != S_LOOKUP) {
         entry->state = S_LOOKUP;
-        entry->empty = 0;
-        s_lookup_service (self, entry);
+        entry->lookup.empty = 0;
+        s_ask (self, &entry->lookup);
     }
     return 0;
 }
@@ -584,12 +571,12 @@ sb_sealer_service_result (sb_sealer_t *self, const char *service, uint8_t pk [SB
     Worker side.  */
 
 static void
-s_caller_answer (const void *data, size_t size, const sb_error_t *err, void *arg)
+s_caller_answer (sb_sealer_t *self, s_caller_t *caller, const void *data, size_t size,
+                 const sb_error_t *err)
 {
-    s_caller_t *caller = arg;
-    sb_sealer_t *self = caller->owner;
+    const uint8_t *pk = caller->lookup.key;
     char hex [2 * SB_KEY_SIZE + 1];
-    s_hex (caller->pk, hex);
+    s_hex (pk, hex);
     char why [SB_TEXT_MAX + 1] = "";
     sb_cert_t *cert = malloc (sizeof *cert);
     bool found = false;
@@ -606,7 +593,7 @@ s_caller_answer (const void *data, size_t size, const sb_error_t *err, void *arg
             snprintf (why, sizeof why, "no certificate is known for caller key %.16s...", hex);
         for (uint32_t i = 0; cert && certs && i < certs->via.array.size && !found; i++) {
             char one [SB_TEXT_MAX + 1];
-            if (s_verify (self, &certs->via.array.ptr [i], NULL, caller->pk, cert, one, sizeof one) == 0)
+            if (s_verify (self, &certs->via.array.ptr [i], NULL, pk, cert, one, sizeof one) == 0)
                 found = true;
             else
                 snprintf (why, sizeof why, "caller key %.16s... does not verify: %.150s", hex, one);
@@ -614,7 +601,7 @@ s_caller_answer (const void *data, size_t size, const sb_error_t *err, void *arg
         msgpack_unpacked_destroy (&unpacked);
     }
     sb_error_t add;
-    if (found && sb_seal_peer_add (self->seal, caller->pk, &add)) {
+    if (found && sb_seal_peer_add (self->seal, pk, &add)) {
         found = false;
         snprintf (why, sizeof why, "%s", add.text);
     }
@@ -632,29 +619,39 @@ s_caller_answer (const void *data, size_t size, const sb_error_t *err, void *arg
     }
     free (cert);
 
-    /*  Hand the requests that waited for this key back to the peer; they
+    /*  Hand the requests that waited for this key back to the owner; they
         are detached first, since handling them may hold new ones.  */
     zlistx_t *ready = zlistx_new ();
     s_held_t *held;
     for (held = zlistx_first (self->held); held; held = zlistx_next (self->held))
-        if (!memcmp (held->pk, caller->pk, SB_KEY_SIZE)) {
+        if (!memcmp (held->pk, pk, SB_KEY_SIZE)) {
             zlistx_detach_cur (self->held);     /* the cursor steps back */
             zlistx_add_end (ready, held);
         }
     zlistx_set_destructor (ready, s_held_destroy);
     while ((held = zlistx_first (ready))) {
         zlistx_detach_cur (ready);
-        sb_peer__request_again (self->peer, held->link_id, &held->h, &held->body);
+        self->owner.release (held->link_id, &held->h, &held->body, self->owner.arg);
         s_held_destroy ((void **) &held);
     }
     zlistx_destroy (&ready);
 }
 
+int
+sb_sealer_lookup_answer (sb_sealer_t *self, sb_sealer_lookup_t *lookup,
+                         const void *data, size_t size, const sb_error_t *err, bool last)
+{
+    if (lookup->kind == SB_SEALER_LOOKUP_SERVICE)
+        return s_service_answer (self, (s_service_t *) lookup, data, size, err, last);
+    s_caller_answer (self, (s_caller_t *) lookup, data, size, err);
+    return 0;
+}
+
 /*  True when the caller table is full even after forgetting the keys
     that failed verification or were never looked up (a request for
     them could not be held), since keys made up by a member or a broker must
-    not grow it without bound; entries being looked up are the `arg` of
-    their lookup and stay).  */
+    not grow it without bound; entries being looked up are in the
+    owner's hands and stay).  */
 static bool
 s_callers_full (sb_sealer_t *self)
 {
@@ -674,7 +671,7 @@ s_callers_full (sb_sealer_t *self)
 }
 
 static int
-s_hold (sb_sealer_t *self, sb_link_t *link, const sb_header_t *h, zmq_msg_t *body, sb_error_t *err)
+s_hold (sb_sealer_t *self, uint32_t link_id, const sb_header_t *h, zmq_msg_t *body, sb_error_t *err)
 {
     if (zlistx_size (self->held) >= SB_SEALER_HELD_MAX)
         return sb_error_set (err, SB_E_OVERLOADED, "too many requests waiting for their callers' certificates");
@@ -682,7 +679,7 @@ s_hold (sb_sealer_t *self, sb_link_t *link, const sb_header_t *h, zmq_msg_t *bod
     if (!held)
         return sb_error_set (err, SB_E_INTERNAL, "out of memory");
     memcpy (held->pk, h->key_id, SB_KEY_SIZE);
-    held->link_id = sb_link_id (link);
+    held->link_id = link_id;
     held->h = *h;
     zmq_msg_init (&held->body);
     zmq_msg_move (&held->body, body);
@@ -691,7 +688,7 @@ s_hold (sb_sealer_t *self, sb_link_t *link, const sb_header_t *h, zmq_msg_t *bod
 }
 
 int
-sb_sealer_open_request (sb_sealer_t *self, sb_link_t *link, const sb_header_t *h,
+sb_sealer_open_request (sb_sealer_t *self, uint32_t link_id, const sb_header_t *h,
                         zmq_msg_t *body, zmq_msg_t *plain, uint8_t caller_pk [SB_KEY_SIZE],
                         uint8_t nonce [SB_SEAL_NONCE_SIZE], sb_error_t *err)
 {
@@ -705,7 +702,7 @@ sb_sealer_open_request (sb_sealer_t *self, sb_link_t *link, const sb_header_t *h
     /*  Most requests come from the caller of the one before.  */
     char hex [2 * SB_KEY_SIZE + 1] = "";
     s_caller_t *caller = self->last_caller;
-    if (!caller || memcmp (caller->pk, h->key_id, SB_KEY_SIZE)) {
+    if (!caller || memcmp (caller->lookup.key, h->key_id, SB_KEY_SIZE)) {
         s_hex (h->key_id, hex);
         caller = zhashx_lookup (self->callers, hex);
     }
@@ -725,35 +722,22 @@ sb_sealer_open_request (sb_sealer_t *self, sb_link_t *link, const sb_header_t *h
             caller = calloc (1, sizeof *caller);
             if (!caller)
                 return sb_error_set (err, SB_E_INTERNAL, "out of memory");
-            caller->owner = self;
-            memcpy (caller->pk, h->key_id, SB_KEY_SIZE);
+            caller->lookup.kind = SB_SEALER_LOOKUP_CALLER;
+            memcpy (caller->lookup.key, h->key_id, SB_KEY_SIZE);
             s_hex (h->key_id, hex);
             zhashx_insert (self->callers, hex, caller);
         }
         if (expired)
-            sb_seal_peer_remove (self->seal, caller->pk);
-        if (s_hold (self, link, h, body, err))
+            sb_seal_peer_remove (self->seal, caller->lookup.key);
+        if (s_hold (self, link_id, h, body, err))
             return -1;
         caller->state = S_LOOKUP;
-        uint8_t query [8 + SB_KEY_SIZE];
-        size_t n = 0;
-        query [n++] = 0x81;                         /* map of 1 */
-        query [n++] = 0xa3;                         /* fixstr 3 */
-        memcpy (query + n, "key", 3);
-        n += 3;
-        query [n++] = 0xc4;                         /* bin 8 */
-        query [n++] = SB_KEY_SIZE;
-        memcpy (query + n, h->key_id, SB_KEY_SIZE);
-        n += SB_KEY_SIZE;
-        sb_error_t call_err;
-        s_count (&self->counters.lookups);
-        if (sb_peer_call (self->peer, "sys", "keys", query, n, SB_SEALER_LOOKUP_MS,
-                          NULL, s_caller_answer, caller, NULL, &call_err))
-            s_caller_answer (NULL, 0, &call_err, caller);
+        caller->lookup.empty = 0;
+        s_ask (self, &caller->lookup);
         return 0;
     }
     if (caller->state == S_LOOKUP)
-        return s_hold (self, link, h, body, err) ? -1 : 0;
+        return s_hold (self, link_id, h, body, err) ? -1 : 0;
     if (caller->state == S_FAILED)
         return s_refuse (self, SB_SEALER_UNKNOWN_KEY, SB_E_UNAUTHORIZED, err,
                          "sealed request refused: %s", caller->error);

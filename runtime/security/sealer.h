@@ -41,12 +41,24 @@
     (rate-limited) and, where there is a caller, answered with a code and
     a one-line text.  Not thread-safe: one sealer per peer, used from the
     peer's thread; counters may be read from any thread.
+
+    The sealer never talks to a broker itself.  Its owner (the peer,
+    runtime/bus/keys_lookup.c) gives it a narrow interface at
+    sb_sealer_new, sb_sealer_owner_t: `lookup` sends a sys.keys lookup for
+    a service or a caller's key, and the owner hands the answer back with
+    sb_sealer_lookup_answer; `keys_ready` says that calls waiting for a
+    service's key may go out (or be answered with the reason), and
+    `release` hands back a request that waited for its caller's
+    certificate.  So the policy runs, and is tested, without sockets
+    (tests/unit/security/sealer_policy.c).
 */
 #ifndef SB_SEALER_H_INCLUDED
 #define SB_SEALER_H_INCLUDED
 
-#include "bus/peer.h"
+#include "wire/wire.h"
+#include "security/identity.h"
 #include "security/seal.h"
+#include <zmq.h>
 
 #define SB_SEALER_EVENTS_FILE "events.key"
 #define SB_SEALER_KEY_TTL_MS 60000      /* service keys and callers looked up again after */
@@ -76,11 +88,53 @@ typedef struct {
     uint64_t refused [SB_SEALER_REFUSED_MAX];
 } sb_sealer_counters_t;
 
-/*  A sealer for the peer with `identity` (both borrowed; the peer owns
-    the sealer and destroys it).  Loads DIR/events.key when it exists
-    (same file rules as every key file: 0600, no symbolic link); NULL
-    with err if it exists but cannot be used.  */
-sb_sealer_t *sb_sealer_new (const sb_identity_t *identity, sb_peer_t *peer, sb_error_t *err);
+/*  What a lookup asks for: the certificates (sys.keys) of the member
+    that offers `service`, or of the member with the curve key `key`.
+    The sealer owns it; it stays valid until the owner has handed its
+    answer back, or the sealer is destroyed.  */
+typedef enum {
+    SB_SEALER_LOOKUP_SERVICE,
+    SB_SEALER_LOOKUP_CALLER
+} sb_sealer_lookup_kind_t;
+
+typedef struct {
+    sb_sealer_lookup_kind_t kind;
+    char service [SB_NAME_MAX + 1];     /* SERVICE */
+    uint8_t key [SB_KEY_SIZE];          /* CALLER */
+    /*  Brokers that knew no such service, this lookup: the owner counts
+        them when it asks again (the sealer sets 0 when a lookup starts). */
+    unsigned empty;
+} sb_sealer_lookup_t;
+
+/*  Sends the sys.keys lookup for `lookup` (protocol.md 7: body
+    {"service": S} or {"key": K}).  Its answer, or why there is none,
+    comes back through sb_sealer_lookup_answer exactly once, never from
+    inside this call.  0, or -1 with err (the sealer then treats the
+    lookup as failed with err).  */
+typedef int (sb_sealer_lookup_fn) (sb_sealer_lookup_t *lookup, void *arg, sb_error_t *err);
+/*  The lookup for `service`'s key ended (sb_sealer_service_result says
+    how): calls that waited for it go out or are answered.  */
+typedef void (sb_sealer_ready_fn) (const char *service, void *arg);
+/*  A request that waited for its caller's certificate, handed back to
+    be handled again (sb_sealer_open_request now opens or refuses it).
+    h and body are valid during the call only; body may be moved away. */
+typedef void (sb_sealer_release_fn) (uint32_t link_id, const sb_header_t *h, zmq_msg_t *body,
+                                     void *arg);
+
+typedef struct {
+    sb_sealer_lookup_fn *lookup;
+    sb_sealer_ready_fn *keys_ready;
+    sb_sealer_release_fn *release;
+    void *arg;                          /* passed to each */
+} sb_sealer_owner_t;
+
+/*  A sealer for the member with `identity` (borrowed; must outlive the
+    sealer), which asks `owner` (copied) for what it lacks.  Loads
+    DIR/events.key when it exists (same file rules as every key file:
+    0600, no symbolic link); NULL with err if it exists but cannot be
+    used.  */
+sb_sealer_t *sb_sealer_new (const sb_identity_t *identity, const sb_sealer_owner_t *owner,
+                            sb_error_t *err);
 void sb_sealer_destroy (sb_sealer_t **self_p);
 
 /*  Counters, copied (may be called from another thread).  */
@@ -89,11 +143,22 @@ void sb_sealer_counters (const sb_sealer_t *self, sb_sealer_counters_t *out);
 const uint8_t *sb_sealer_key_id (const sb_sealer_t *self);
 bool sb_sealer_has_events (const sb_sealer_t *self);
 
+/*  The answer to `lookup`: the sys.keys reply body (data, size), or err
+    when there is none (timeout, no broker).  The certificates in it are
+    verified here.  Returns SB_SEALER_ASK_AGAIN when no broker knew the
+    service and `last` is false (another broker may have just heard of
+    it, protocol.md 7): the owner counts lookup->empty and sends the
+    lookup again to another broker; else 0, and the outcome reaches the
+    owner through keys_ready or release.  */
+#define SB_SEALER_ASK_AGAIN 1
+int sb_sealer_lookup_answer (sb_sealer_t *self, sb_sealer_lookup_t *lookup,
+                             const void *data, size_t size, const sb_error_t *err, bool last);
+
 /*  Caller side.  1 with pk filled when the service's key is known;
     0 when not yet: a lookup is in flight (started here if needed) and
-    the peer hears of its outcome through sb_peer__keys_ready.  */
+    the owner hears of its outcome through keys_ready.  */
 int sb_sealer_service_key (sb_sealer_t *self, const char *service, uint8_t pk [SB_KEY_SIZE]);
-/*  In sb_peer__keys_ready, without starting a lookup: 1 with pk filled
+/*  In keys_ready, without starting a lookup: 1 with pk filled
     when the key is known, else 0 with the code and text to answer the
     waiting calls with.  */
 int sb_sealer_service_result (sb_sealer_t *self, const char *service, uint8_t pk [SB_KEY_SIZE],
@@ -115,12 +180,13 @@ int sb_sealer_open_reply (sb_sealer_t *self, const sb_header_t *h, zmq_msg_t *bo
                           const uint8_t pk [SB_KEY_SIZE], const uint8_t nonce [SB_SEAL_NONCE_SIZE],
                           zmq_msg_t *plain, sb_error_t *err);
 
-/*  Worker side: a REQUEST for this peer.  1: opened, *plain holds the
-    body (initialised here), caller_pk and nonce what the reply is sealed
-    for; 0: held until the caller's certificate is looked up, after which
-    it comes back through the peer's request callback (body moved away);
-    -1: refused, err says the code and text to answer (counted, logged). */
-int sb_sealer_open_request (sb_sealer_t *self, sb_link_t *link, const sb_header_t *h,
+/*  Worker side: a REQUEST for this peer that came on link `link_id`.
+    1: opened, *plain holds the body (initialised here), caller_pk and
+    nonce what the reply is sealed for; 0: held until the caller's
+    certificate is looked up, after which it comes back through the
+    owner's release with link_id (body moved away); -1: refused, err
+    says the code and text to answer (counted, logged).  */
+int sb_sealer_open_request (sb_sealer_t *self, uint32_t link_id, const sb_header_t *h,
                             zmq_msg_t *body, zmq_msg_t *plain, uint8_t caller_pk [SB_KEY_SIZE],
                             uint8_t nonce [SB_SEAL_NONCE_SIZE], sb_error_t *err);
 
@@ -131,10 +197,5 @@ int sb_sealer_seal_event (sb_sealer_t *self, const char *topic, const void *plai
                           zmq_msg_t *out, sb_error_t *err);
 int sb_sealer_open_event (sb_sealer_t *self, const sb_header_t *h, zmq_msg_t *body,
                           zmq_msg_t *plain, sb_error_t *err);
-
-/*  Peer internals the sealer calls back (peer.c).  */
-void sb_peer__keys_ready (sb_peer_t *self, const char *service);
-void sb_peer__request_again (sb_peer_t *self, uint32_t link_id, const sb_header_t *h, zmq_msg_t *body);
-sb_sealer_t *sb_peer__sealer (sb_peer_t *self);
 
 #endif

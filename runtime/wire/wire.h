@@ -20,7 +20,8 @@
 
     Also here: sb_wire_check(), a linear pre-scan that rejects MessagePack
     whose declared array/map/str sizes exceed the bytes present or whose
-    nesting is too deep, before msgpack-c is allowed to allocate for it.
+    nesting is too deep, before msgpack-c is allowed to allocate for it,
+    and the body decoder built on it (body.c).
 */
 #ifndef SB_WIRE_H_INCLUDED
 #define SB_WIRE_H_INCLUDED
@@ -185,5 +186,18 @@ sb_wire_reason_t sb_header_decode (sb_header_t *header, const void *data, size_t
     declared length fits in the buffer and nesting is at most max_depth;
     -1 otherwise.  Costs one pass; allocates nothing.  */
 int sb_wire_check (const void *data, size_t size, int max_depth) SB_WARN_UNUSED;
+
+/*  Decodes a body (size 0: nil) into obj, which borrows from data and
+    from `unpacked` (initialised by the caller, who destroys it).  The
+    pre-scan (sb_wire_check) runs first, so a hostile body costs one pass
+    and no allocation.  0, or -1 if it is not one valid object.  */
+int sb_wire_decode (const void *data, size_t size, msgpack_unpacked *unpacked,
+                    msgpack_object *obj) SB_WARN_UNUSED;
+/*  The same into a zone the caller keeps from message to message (no
+    allocation once the zone's first chunk is there).  obj borrows from
+    data and zone until the caller clears the zone (msgpack_zone_clear,
+    which also gives back the chunks a large object needed).  */
+int sb_wire_decode_zone (const void *data, size_t size, msgpack_zone *zone,
+                         msgpack_object *obj) SB_WARN_UNUSED;
 
 #endif

@@ -21,6 +21,7 @@
 #include "security/cert.h"
 #include "host/instance.h"
 #include "security/sealer.h"
+#include "bus/link.h"
 #include "tap.h"
 #include "broker/zap.h"
 
