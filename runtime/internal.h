@@ -29,6 +29,7 @@
 
 #include "wire/wire.h"
 #include "wire/name.h"
+#include "wire/frame.h"
 #include "schema/path.h"
 #include "schema/schema.h"
 #include "security/keys.h"

@@ -171,20 +171,16 @@ sb_link_bad_frames (const sb_link_t *self)
     return self->bad_frames;
 }
 
-/*  Sends header with size bytes of body inline, as one frame built in
-    place: the body is copied once.  */
+/*  Frames header and body (wire/frame.h) and sends them without
+    waiting.  0, or -1 with errno and nothing sent.  */
 static int
-s_send_inline (sb_link_t *self, const sb_header_t *header, const void *data, size_t size)
+s_send (sb_link_t *self, const sb_header_t *header, const sb_body_t *body)
 {
-    uint8_t buffer [SB_HEADER_MAX];
-    size_t n = sb_header_encode_inline (header, size, buffer);
-    zmq_msg_t frame;
-    if (zmq_msg_init_size (&frame, n + size))
+    sb_frames_t frames;
+    if (sb_frame_build (header, body, &frames))
         return -1;
-    memcpy (zmq_msg_data (&frame), buffer, n);
-    memcpy ((uint8_t *) zmq_msg_data (&frame) + n, data, size);
-    if (zmq_msg_send (&frame, self->handle, ZMQ_DONTWAIT) < 0) {
-        zmq_msg_close (&frame);
+    if (sb_frame_send (&frames, self->handle, ZMQ_DONTWAIT)) {
+        sb_frame_close (&frames);
         return -1;
     }
     self->last_send = zclock_mono ();
@@ -194,43 +190,25 @@ s_send_inline (sb_link_t *self, const sb_header_t *header, const void *data, siz
 int
 sb_link_send (sb_link_t *self, const sb_header_t *header, zmq_msg_t *body)
 {
-    size_t body_size = body ? zmq_msg_size (body) : 0;
-    if (body && body_size <= SB_INLINE_MAX) {
-        /*  Consumed like a sent frame: the caller's close stays harmless. */
-        if (body_size && s_send_inline (self, header, zmq_msg_data (body), body_size))
-            return -1;
-        if (!body_size && sb_link_send (self, header, NULL))
-            return -1;
+    size_t size = body ? zmq_msg_size (body) : 0;
+    sb_body_t view = { body, size ? zmq_msg_data (body) : NULL, size };
+    if (s_send (self, header, &view))
+        return -1;
+    /*  Sent: the frames hold what they need of the body (a copy, or a
+        reference), so it is consumed like a sent frame and the caller's
+        close stays harmless.  */
+    if (body) {
         zmq_msg_close (body);
         zmq_msg_init (body);
-        return 0;
     }
-    uint8_t buffer [SB_HEADER_MAX];
-    size_t size = sb_header_encode (header, buffer);
-    if (zmq_send (self->handle, buffer, size, ZMQ_DONTWAIT | (body ? ZMQ_SNDMORE : 0)) < 0)
-        return -1;
-    /*  A DEALER queues a multipart message whole once its first frame is
-        accepted, so the body cannot fail for lack of room.  */
-    if (body && zmq_msg_send (body, self->handle, ZMQ_DONTWAIT) < 0)
-        return -1;
-    self->last_send = zclock_mono ();
     return 0;
 }
 
 int
 sb_link_send_bytes (sb_link_t *self, const sb_header_t *header, const void *data, size_t size)
 {
-    if (size == 0)
-        return sb_link_send (self, header, NULL);
-    if (size <= SB_INLINE_MAX)
-        return s_send_inline (self, header, data, size);
-    zmq_msg_t body;
-    if (zmq_msg_init_size (&body, size))
-        return -1;
-    memcpy (zmq_msg_data (&body), data, size);
-    int rc = sb_link_send (self, header, &body);
-    zmq_msg_close (&body);
-    return rc;
+    sb_body_t view = { NULL, data, size };
+    return s_send (self, header, &view);
 }
 
 static int
@@ -246,43 +224,29 @@ s_send_control (sb_link_t *self, sb_cmd_t command)
 int
 sb_link_recv (sb_link_t *self, sb_header_t *header, zmq_msg_t *body)
 {
-    zmq_msg_t frame;
-    zmq_msg_init (&frame);
-    if (zmq_msg_recv (&frame, self->handle, ZMQ_DONTWAIT) < 0) {
-        zmq_msg_close (&frame);
+    sb_frames_t in;
+    if (sb_frame_recv (&in, self->handle, ZMQ_DONTWAIT))
         return -1;
-    }
-    int frames = 1;
-    bool more = zmq_msg_more (&frame);
-    if (more) {
-        zmq_msg_recv (body, self->handle, 0);
-        frames++;
-        more = zmq_msg_more (body);
-    }
-    /*  The rest of a multipart message is already here: drain it.  */
-    while (more) {
-        zmq_msg_t extra;
-        zmq_msg_init (&extra);
-        zmq_msg_recv (&extra, self->handle, 0);
-        more = zmq_msg_more (&extra);
-        zmq_msg_close (&extra);
-        frames++;
-    }
-    sb_wire_reason_t reason = sb_header_decode (header, zmq_msg_data (&frame), zmq_msg_size (&frame));
-    /*  An inline body is handed over as a body frame of its own (a copy:
-        at most SB_INLINE_MAX bytes), so owners see one shape.  */
-    if (reason == SB_WIRE_OK && (header->present & SB_H_BODY)) {
+    sb_body_t view;
+    int reason = sb_frame_decode (&in, header, &view);
+    /*  The owner gets the body as a frame of its own whatever the
+        framing: the body frame moved, or an inline body copied (at most
+        SB_INLINE_MAX bytes).  */
+    if (reason == SB_WIRE_OK && view.frame == &in.frames [1])
+        zmq_msg_move (body, &in.frames [1]);
+    else
+    if (reason == SB_WIRE_OK && view.frame) {
         zmq_msg_close (body);
-        if (frames > 1 || zmq_msg_init_size (body, header->body_size)) {
+        if (zmq_msg_init_size (body, view.size)) {
             zmq_msg_init (body);
-            reason = SB_WIRE_MALFORMED;     /* inline body and a body frame */
+            reason = SB_WIRE_MALFORMED;
         }
         else
-            memcpy (zmq_msg_data (body), header->body, header->body_size);
-        header->body = NULL;        /* it pointed into the frame */
+            memcpy (zmq_msg_data (body), view.data, view.size);
     }
-    zmq_msg_close (&frame);
-    if (frames > 2 || reason != SB_WIRE_OK) {
+    header->body = NULL;            /* it pointed into the frame */
+    sb_frame_close (&in);
+    if (reason != SB_WIRE_OK) {
         self->bad_frames++;
         return 0;
     }

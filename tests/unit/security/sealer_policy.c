@@ -267,7 +267,6 @@ main (void)
         printf ("Bail out! keys: %s\n", err.text);
         return 1;
     }
-    tap_plan (38);
 
     /*  ----------------------------------------------------------------
         Caller side: alice's sealer learns the key of vault.  */
