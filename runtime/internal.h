@@ -41,6 +41,7 @@
 #include "bus/peer.h"
 #include "bus/beacon.h"
 #include "bus/discovery.h"
+#include "bus/loop.h"
 #include "host/config.h"
 #include "host/plugin.h"
 #include "host/instance.h"

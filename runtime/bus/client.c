@@ -116,15 +116,6 @@ sb_reply_destroy (sb_reply_t **self_p)
     *self_p = NULL;
 }
 
-/*  Waits on the peer, and on the beacons when in a cluster.  */
-static int
-s_wait (sb_client_t *self, int timeout_ms)
-{
-    if (self->discovery)
-        return sb_discovery_wait (self->discovery, timeout_ms);
-    return sb_peer_wait (self->peer, timeout_ms);
-}
-
 /*  The slot a blocking call waits on.  */
 typedef struct {
     bool done;
@@ -185,7 +176,7 @@ sb_client_call_traced (sb_client_t *self, const char *service, const char *metho
     int64_t give_up = zclock_mono () + (timeout_ms > 0 ? timeout_ms : self->timeout_ms) + 1000;
     while (!slot.done) {
         int64_t left = give_up - zclock_mono ();
-        bool interrupted = left > 0 && s_wait (self, (int) left) < 0;
+        bool interrupted = left > 0 && sb_loop_wait (self->peer, self->discovery, (int) left) < 0;
         if (!slot.done && (interrupted || left <= 0)) {
             sb_peer_cancel (self->peer, id);
             self->blocking--;
@@ -270,7 +261,7 @@ sb_client_dispatch (sb_client_t *self, int timeout_ms)
 {
     if (!self)
         return -1;
-    return s_wait (self, timeout_ms < 0 ? -1 : timeout_ms);
+    return sb_loop_wait (self->peer, self->discovery, timeout_ms < 0 ? -1 : timeout_ms);
 }
 
 size_t

@@ -402,35 +402,7 @@ sb_discovery_handle (sb_discovery_t *self, int64_t now_ms)
 int
 sb_discovery_wait (sb_discovery_t *self, int timeout_ms)
 {
-    int64_t end = timeout_ms >= 0 ? zclock_mono () + timeout_ms : INT64_MAX;
-    while (true) {
-        zmq_pollitem_t items [SB_PEER_LINKS_MAX + 1];
-        size_t n = sb_peer_pollitems (self->peer, items, SB_PEER_LINKS_MAX);
-        int fd = sb_discovery_fd (self);
-        if (fd >= 0)
-            items [n] = (zmq_pollitem_t) { NULL, fd, ZMQ_POLLIN, 0 };
-        int64_t now = zclock_mono ();
-        int64_t wait = sb_peer_timeout (self->peer);
-        int beacon_wait = sb_discovery_timeout (self, now);
-        if (beacon_wait >= 0 && beacon_wait < wait)
-            wait = beacon_wait;
-        if (end - now < wait)
-            wait = end - now < 0 ? 0 : end - now;
-        if (zmq_poll (items, (int) n + (fd >= 0), (long) wait) < 0 && zmq_errno () == EINTR)
-            return -1;
-        /*  Links first: discovery may remove the links polled.  */
-        int dispatched = sb_peer_handle (self->peer, items, n);
-        now = zclock_mono ();
-        /*  A broker that left takes its calls with it: those answered
-            then (unavailable) count as dispatched too.  */
-        uint64_t delivered = sb_peer_delivered (self->peer);
-        if ((fd >= 0 && (items [n].revents & ZMQ_POLLIN)) || sb_discovery_timeout (self, now) == 0)
-            sb_discovery_handle (self, now);
-        dispatched += (int) (sb_peer_delivered (self->peer) - delivered);
-        dispatched += sb_peer_tick (self->peer);
-        if (dispatched > 0 || zclock_mono () >= end)
-            return dispatched;
-    }
+    return sb_loop_wait (self->peer, self, timeout_ms);
 }
 
 size_t

@@ -28,11 +28,11 @@
     broker announcing a wildcard host (`*` or 0.0.0.0, as in "tcp://" "*:7600")
     is linked at the address its beacon came from.
 
-    Like the beacon, discovery is not a thread: its owner polls
-    sb_discovery_fd() with the peer's sockets, calls sb_discovery_handle()
-    when the fd is readable or sb_discovery_timeout() has passed.  Owners
-    that only ever wait on the peer (clients) call sb_discovery_wait()
-    instead of sb_peer_wait().
+    Like the beacon, discovery is not a thread: the peer's loop
+    (loop.h) polls sb_discovery_fd() with the peer's sockets and calls
+    sb_discovery_handle() when the fd is readable or
+    sb_discovery_timeout() has passed.  Owners that only ever wait on the
+    peer (clients) call sb_discovery_wait() instead of sb_peer_wait().
 */
 #ifndef SB_DISCOVERY_H_INCLUDED
 #define SB_DISCOVERY_H_INCLUDED
@@ -82,9 +82,9 @@ int sb_discovery_timeout (const sb_discovery_t *self, int64_t now_ms);
     links.  Returns the number of links added or removed.  */
 int sb_discovery_handle (sb_discovery_t *self, int64_t now_ms);
 
-/*  sb_peer_wait with the beacon fd in the poll set: polls up to
-    timeout_ms (-1: until something is dispatched) and dispatches.
-    Returns the number dispatched, -1 if interrupted.  */
+/*  sb_peer_wait with the beacon fd in the poll set (sb_loop_wait with
+    beacons): polls up to timeout_ms (-1: until something is dispatched)
+    and dispatches.  Returns the number dispatched, -1 if interrupted.  */
 int sb_discovery_wait (sb_discovery_t *self, int timeout_ms);
 
 /*  Brokers known from beacons and alive (seeds not counted).  */

@@ -531,18 +531,5 @@ sb_peer_delivered (const sb_peer_t *self)
 int
 sb_peer_wait (sb_peer_t *self, int timeout_ms)
 {
-    int64_t end = timeout_ms >= 0 ? zclock_mono () + timeout_ms : INT64_MAX;
-    while (true) {
-        zmq_pollitem_t items [SB_PEER_LINKS_MAX];
-        size_t n = sb_peer_pollitems (self, items, SB_PEER_LINKS_MAX);
-        int64_t now = zclock_mono ();
-        int64_t wait = sb_peer_timeout (self);
-        if (end - now < wait)
-            wait = end - now < 0 ? 0 : end - now;
-        if (zmq_poll (items, (int) n, (long) wait) < 0 && zmq_errno () == EINTR)
-            return -1;
-        int dispatched = sb_peer_handle (self, items, n) + sb_peer_tick (self);
-        if (dispatched > 0 || zclock_mono () >= end)
-            return dispatched;
-    }
+    return sb_loop_wait (self, NULL, timeout_ms);
 }

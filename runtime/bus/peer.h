@@ -13,10 +13,11 @@
     - for a worker (the actor), a callback for REQUEST and one for
       WELCOME so that it announces its service again.
 
-    A peer is not thread-safe: its owner polls it from one thread.  The
-    owner either calls sb_peer_wait (clients), or builds its own poll set
-    with sb_peer_pollitems and feeds readable items to sb_peer_handle,
-    and calls sb_peer_tick when sb_peer_timeout says so (actors).
+    A peer is not thread-safe: its owner polls it from one thread, with
+    the one loop of bus/loop.h: sb_peer_wait (clients), or sb_loop_turn
+    with the owner's own poll items (actors).  That loop polls
+    sb_peer_pollitems, feeds readable items to sb_peer_handle, and calls
+    sb_peer_tick when sb_peer_timeout says so.
 */
 #ifndef SB_PEER_H_INCLUDED
 #define SB_PEER_H_INCLUDED
@@ -147,8 +148,8 @@ int sb_peer_timeout (sb_peer_t *self);
     Returns the number of calls answered (timeouts).  */
 int sb_peer_tick (sb_peer_t *self);
 /*  Polls the links for up to timeout_ms (-1: until something is
-    dispatched) and dispatches.  Returns the number dispatched, -1 if
-    interrupted.  */
+    dispatched) and dispatches (sb_loop_wait without beacons).  Returns
+    the number dispatched, -1 if interrupted.  */
 int sb_peer_wait (sb_peer_t *self, int timeout_ms);
 
 /*  sb_peer_call under the trace id `trace` (32 hex digits), or under the

@@ -1,10 +1,10 @@
-/*  actor.c — a service instance: one thread running one plugin's handlers.
+/*  instance.c — a service instance: one thread running one plugin's handlers.
 
     The actor is a CZMQ zactor.  Its thread owns a peer (peer.h: one link
-    per broker) and loops on zmq_poll over the actor pipe, the fds that
-    handlers asked to watch and the links, with a timeout set by the
-    earliest of: link housekeeping, call deadlines, timers and deferred
-    requests' deadlines.  Everything a handler can reach (requests,
+    per broker) and turns the peer's loop (bus/loop.h) over the actor
+    pipe, the fds that handlers asked to watch and the links, with a
+    timeout set by the earliest of: link housekeeping, call deadlines,
+    timers and deferred requests' deadlines.  Everything a handler can reach (requests,
     replies, calls, timers, watches) runs on that thread, so handlers need
     no locks and never run concurrently.
 
@@ -842,61 +842,63 @@ s_run_timers (sb_actor_t *self, int64_t now)
     }
 }
 
+/*  What the loop hands back to the actor each turn: its pipe, and which
+    watch each polled fd is.  */
+typedef struct {
+    sb_actor_t *self;
+    zsock_t *pipe;
+    size_t watch_of [S_WATCH_MAX];
+} s_turn_t;
+
+/*  The actor's own items, after the poll: $TERM on the pipe ends the
+    loop; watched fds that are ready (or broken: dropped) run their
+    callbacks.  */
+static int
+s_on_items (zmq_pollitem_t *items, size_t count, void *arg)
+{
+    s_turn_t *turn = arg;
+    if (items [0].revents & ZMQ_POLLIN) {
+        char *command = zstr_recv (turn->pipe);
+        bool term = !command || streq (command, "$TERM");
+        zstr_free (&command);
+        if (term)
+            return -1;
+    }
+    for (size_t i = 1; i < count; i++) {
+        if (!items [i].revents)
+            continue;
+        s_watch_t *watch = &turn->self->watches [turn->watch_of [i - 1]];
+        if (!(items [i].revents & ZMQ_POLLIN))
+            watch->dropped = true;
+        watch->callback (watch->fd, watch->arg);
+    }
+    return 0;
+}
+
+/*  The peer's loop (bus/loop.h) with the pipe and the watched fds first,
+    and timers and deferred requests' deadlines as the actor's own.  */
 static void
 s_loop (sb_actor_t *self, zsock_t *pipe)
 {
-    zmq_pollitem_t items [1 + S_WATCH_MAX + SB_PEER_LINKS_MAX + 1];
+    zmq_pollitem_t items [1 + S_WATCH_MAX + SB_LOOP_ITEMS];
+    s_turn_t turn = { .self = self, .pipe = pipe };
+    sb_loop_t loop = { self->peer, self->discovery, items, 0, s_on_items, &turn };
     while (true) {
         size_t n = 0;
         items [n++] = (zmq_pollitem_t) { zsock_resolve (pipe), 0, ZMQ_POLLIN, 0 };
-        size_t watch_of [S_WATCH_MAX];
         for (size_t i = 0; i < self->nwatches; i++)
             if (!self->watches [i].dropped) {
-                watch_of [n - 1] = i;
+                turn.watch_of [n - 1] = i;
                 items [n++] = (zmq_pollitem_t) { NULL, self->watches [i].fd, ZMQ_POLLIN, 0 };
             }
-        size_t first_link = n;
-        n += sb_peer_pollitems (self->peer, items + n, SB_PEER_LINKS_MAX);
-        int beacon_fd = self->discovery ? sb_discovery_fd (self->discovery) : -1;
-        if (beacon_fd >= 0)
-            items [n] = (zmq_pollitem_t) { NULL, beacon_fd, ZMQ_POLLIN, 0 };
-
-        int64_t now = zclock_mono ();
-        int64_t next = now + sb_peer_timeout (self->peer);
-        int beacon_wait = self->discovery ? sb_discovery_timeout (self->discovery, now) : -1;
-        if (beacon_wait >= 0 && now + beacon_wait < next)
-            next = now + beacon_wait;
+        loop.count = n;
+        int64_t until = self->next_expiry;
         s_timer_t *timer = zlistx_first (self->timers);
-        if (timer && timer->due < next)
-            next = timer->due;
-        if (self->next_expiry < next)
-            next = self->next_expiry;
-        long wait = next > now ? (long) (next - now) : 0;
-        if (zmq_poll (items, (int) n + (beacon_fd >= 0), wait) < 0 && zmq_errno () != EINTR)
-            break;                  /* context terminated */
-
-        if (items [0].revents & ZMQ_POLLIN) {
-            char *command = zstr_recv (pipe);
-            bool term = !command || streq (command, "$TERM");
-            zstr_free (&command);
-            if (term)
-                break;
-        }
-        for (size_t i = 1; i < first_link; i++) {
-            if (!items [i].revents)
-                continue;
-            s_watch_t *watch = &self->watches [watch_of [i - 1]];
-            if (!(items [i].revents & ZMQ_POLLIN))
-                watch->dropped = true;
-            watch->callback (watch->fd, watch->arg);
-        }
-        sb_peer_handle (self->peer, items + first_link, n - first_link);
-        /*  After the links: discovery may remove the links just polled.  */
-        if (self->discovery && ((beacon_fd >= 0 && (items [n].revents & ZMQ_POLLIN))
-                                || sb_discovery_timeout (self->discovery, zclock_mono ()) == 0))
-            sb_discovery_handle (self->discovery, zclock_mono ());
-        sb_peer_tick (self->peer);
-        now = zclock_mono ();
+        if (timer && timer->due < until)
+            until = timer->due;
+        if (sb_loop_turn (&loop, until) < 0 && errno != EINTR)
+            break;                  /* $TERM, or the context terminated */
+        int64_t now = zclock_mono ();
         s_run_timers (self, now);
         s_expire_deferred (self, now);
     }
