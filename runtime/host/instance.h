@@ -6,7 +6,7 @@
     then offers the service (READY with `capacity`) to each broker that
     welcomes it, again after every broker restart.  Requests are handled
     one at a time on that thread, so the handlers of one instance never
-    run concurrently.  See actor.c.
+    run concurrently.  See instance.c.
 */
 #ifndef SB_INSTANCE_H_INCLUDED
 #define SB_INSTANCE_H_INCLUDED
