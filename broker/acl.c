@@ -24,8 +24,8 @@ s_acl_refresh (engine_t *self, peer_t *p)
     p->acl_epoch = self->acl_epoch;
     memset (p->acl, 0, sizeof p->acl);
     p->call_any = false;
-    const char *hex = zmq_msg_gets (&self->frames [0], SB_ZAP_KEY_PROPERTY);
-    const char *user = zmq_msg_gets (&self->frames [0], "User-Id");
+    const char *hex = zmq_msg_gets (&self->in.frames [0], SB_ZAP_KEY_PROPERTY);
+    const char *user = zmq_msg_gets (&self->in.frames [0], "User-Id");
     uint8_t key [SB_KEY_SIZE];
     bool have_key = hex && strlen (hex) == 2 * SB_KEY_SIZE
                  && sodium_hex2bin (key, sizeof key, hex, 2 * SB_KEY_SIZE, NULL, NULL, NULL) == 0;

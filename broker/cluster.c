@@ -114,7 +114,7 @@ s_directory_parse (const msgpack_object *o, remote_t *r)
 
 /*  DIRECTORY: replaces what we know of that broker's services.  */
 void
-sb__on_directory (engine_t *self, peer_t *p, const body_t *body)
+sb__on_directory (engine_t *self, peer_t *p, const sb_body_t *body)
 {
     if (!s_cluster_member (self, p))
         return;
@@ -173,18 +173,14 @@ s_link_send (engine_t *self, cbroker_t *cb, const sb_header_t *h, const void *bo
 {
     if (!cb->link)
         return -1;
-    void *sock = zsock_resolve (cb->link);
-    zmq_msg_t frame;
-    int inlined = sb__frame_build (self, &frame, h, body, size);
-    if (inlined < 0)
+    sb_body_t bytes = { NULL, body, body ? size : 0 };
+    sb_frames_t out;
+    if (sb_frame_build (h, &bytes, &out))
         return -1;
-    bool more = body && !inlined;
-    if (zmq_msg_send (&frame, sock, ZMQ_DONTWAIT | (more ? ZMQ_SNDMORE : 0)) < 0) {
-        zmq_msg_close (&frame);
+    if (sb_frame_send (&out, zsock_resolve (cb->link), ZMQ_DONTWAIT)) {
+        sb_frame_close (&out);
         return -1;
     }
-    if (more)
-        zmq_send (sock, body, size, 0);
     cb->link_sent = self->now;
     return 0;
 }
@@ -285,21 +281,13 @@ sb__link_recv (engine_t *self, cbroker_t *cb)
 {
     void *sock = zsock_resolve (cb->link);
     for (int n = 0; n < 64; n++) {
-        zmq_msg_t frame;
-        zmq_msg_init (&frame);
-        if (zmq_msg_recv (&frame, sock, ZMQ_DONTWAIT) < 0) {
-            zmq_msg_close (&frame);
+        sb_frames_t in;
+        if (sb_frame_recv (&in, sock, ZMQ_DONTWAIT))
             return;
-        }
         sb_header_t h;
-        bool ok = sb_header_decode (&h, zmq_msg_data (&frame), zmq_msg_size (&frame)) == SB_WIRE_OK;
-        while (zmq_msg_more (&frame)) {
-            zmq_msg_close (&frame);
-            zmq_msg_init (&frame);
-            if (zmq_msg_recv (&frame, sock, 0) < 0)
-                break;
-        }
-        zmq_msg_close (&frame);
+        sb_body_t body;
+        bool ok = sb_frame_decode (&in, &h, &body) == SB_WIRE_OK;
+        sb_frame_close (&in);
         if (!ok)
             continue;
         if (h.command == SB_CMD_PEER && (h.present & SB_H_NAME))

@@ -70,7 +70,7 @@ sb__dispatch_to (engine_t *self, req_t *r, worker_t *w)
     h->capacity = h->code = h->heartbeat_ms = h->instance = 0;
     h->text [0] = 0;
 
-    body_t body = { &r->body, NULL, r->body_size };
+    sb_body_t body = { &r->body, NULL, r->body_size };
     if (r->has_body)
         body.data = (const uint8_t *) zmq_msg_data (&r->body) + r->body_offset;
     if (sb__send (self, w->peer, h, r->has_body ? &body : NULL))
@@ -227,7 +227,7 @@ s_parse_ready (service_t *s, const msgpack_object *o, uint64_t *mask, char *vers
 }
 
 void
-sb__on_ready (engine_t *self, peer_t *p, const sb_header_t *h, const body_t *body)
+sb__on_ready (engine_t *self, peer_t *p, const sb_header_t *h, const sb_body_t *body)
 {
     if (!(h->present & SB_H_SERVICE) || !(h->present & SB_H_CAPACITY) || !body) {
         sb__bad (self, R_MISSING_FIELD);

@@ -57,7 +57,7 @@ sb__bad (engine_t *self, int reason)
 /*  Handles one decoded message from peer p (NULL if unknown).  */
 static void
 s_handle (engine_t *self, peer_t *p, const uint8_t *key, zmq_msg_t *id, sb_header_t *h,
-          const body_t *body)
+          const sb_body_t *body)
 {
     uint32_t command = h->command;
     if (!p) {
@@ -147,22 +147,11 @@ s_recv_one (engine_t *self)
         zmq_msg_close (&id);
         return -1;
     }
-    size_t nframes = 0;
-    bool more = zmq_msg_more (&id);
-    while (more) {
-        zmq_msg_t *frame = &self->frames [nframes < 2 ? nframes : 1];
-        if (nframes >= 2)
-            zmq_msg_close (frame);
-        zmq_msg_init (frame);
-        if (zmq_msg_recv (frame, self->sock, 0) < 0) {
-            if (nframes < 2)
-                zmq_msg_close (frame);
-            break;
-        }
-        more = zmq_msg_more (frame);
-        nframes++;
-    }
-    size_t held = nframes < 2 ? nframes : 2;
+    /*  A routing id alone (no frame after it) is a message of 0 frames. */
+    self->in.count = 0;
+    self->in.received = 0;
+    if (zmq_msg_more (&id))
+        sb_frame_recv (&self->in, self->sock, 0);
 
     uint8_t key [256];
     size_t id_size = zmq_msg_size (&id);
@@ -180,31 +169,19 @@ s_recv_one (engine_t *self)
         p->last_heard = self->now;
 
     void (*capture) (const void *, size_t, void *) = self->args->config.capture;
-    if (capture && nframes == 2)
-        capture (zmq_msg_data (&self->frames [1]), zmq_msg_size (&self->frames [1]),
+    if (capture && self->in.received == 2)
+        capture (zmq_msg_data (&self->in.frames [1]), zmq_msg_size (&self->in.frames [1]),
                  self->args->config.capture_arg);
-    if (nframes < 1 || nframes > 2)
-        sb__bad (self, R_FRAMES);
-    else {
-        sb_header_t h;
-        sb_wire_reason_t reason = sb_header_decode (&h, zmq_msg_data (&self->frames [0]),
-                                                    zmq_msg_size (&self->frames [0]));
-        body_t body = { NULL, NULL, 0 };
-        if (reason == SB_WIRE_OK) {
-            body = sb__frame_body (&h, self->frames, nframes);
-            if (capture && body.frame == &self->frames [0])
-                capture (body.data, body.size, self->args->config.capture_arg);
-        }
-        if (reason != SB_WIRE_OK)
-            sb__bad (self, reason);
-        else
-        if ((h.present & SB_H_BODY) && nframes == 2)
-            sb__bad (self, R_FRAMES);         /* an inline body and a body frame */
-        else
-            s_handle (self, p, key, &id, &h, body.frame ? &body : NULL);
-    }
-    for (size_t i = 0; i < held; i++)
-        zmq_msg_close (&self->frames [i]);
+    sb_header_t h;
+    sb_body_t body;
+    int reason = sb_frame_decode (&self->in, &h, &body);
+    if (reason == SB_WIRE_OK && capture && body.frame == &self->in.frames [0])
+        capture (body.data, body.size, self->args->config.capture_arg);
+    if (reason != SB_WIRE_OK)
+        sb__bad (self, reason);         /* SB_FRAME_BAD_FRAMES is R_FRAMES */
+    else
+        s_handle (self, p, key, &id, &h, body.frame ? &body : NULL);
+    sb_frame_close (&self->in);
     zmq_msg_close (&id);
     return 0;
 }

@@ -26,6 +26,7 @@
 
 #include "broker.h"
 #include "wire/wire.h"
+#include "wire/frame.h"
 #include "bus/beacon.h"
 #include "security/identity.h"
 #include "zap.h"
@@ -45,7 +46,7 @@
 
 /*  Reasons a frame is dropped: the decoder's, then the broker's own.  */
 enum {
-    R_FRAMES = SB_WIRE_REASON_MAX,      /* not 1 or 2 frames */
+    R_FRAMES = SB_FRAME_BAD_FRAMES,     /* not 1 or 2 frames, or a body both ways */
     R_BAD_BODY,                         /* READY body not the documented map */
     R_MISSING_FIELD,                    /* a command without a field it needs */
     R_UNEXPECTED,                       /* a command a broker does not accept */
@@ -90,15 +91,6 @@ typedef struct {
     req_t *head, *tail;
     size_t count;
 } req_list_t;
-
-/*  A received body: size bytes at data, held by frame (the body frame,
-    or the header frame for an inline body; NULL for bytes of our own of
-    at most SB_INLINE_MAX).  */
-typedef struct {
-    zmq_msg_t *frame;
-    const uint8_t *data;
-    size_t size;
-} body_t;
 
 struct worker_s {
     peer_t *peer;
@@ -246,9 +238,8 @@ typedef struct {
     size_t heap_size, heap_alloc;
     bool doomed;                    /* some peer waits to be reaped */
     stats_t stats;
-    uint8_t hbuf [SB_HEADER_MAX];
     msgpack_sbuffer sbuf;
-    zmq_msg_t frames [2];
+    sb_frames_t in;                 /* the message being handled (wire/frame.h) */
     /*  Cluster.  */
     uint8_t id [SB_BEACON_ID_SIZE];
     char idhex [2 * SB_BEACON_ID_SIZE + 1];
@@ -278,12 +269,9 @@ int sb__grow (void ***array, size_t count, size_t *alloc);
 void sb__bad (engine_t *self, int reason);
 
 /*  session.c  */
-int sb__frame_build (engine_t *self, zmq_msg_t *frame, const sb_header_t *h, const void *body,
-                     size_t size);
-body_t sb__frame_body (const sb_header_t *h, zmq_msg_t *frames, size_t nframes);
 void sb__doom (engine_t *self, peer_t *peer);
 int sb__send_frames (engine_t *self, peer_t *peer, zmq_msg_t *frames, int nframes);
-int sb__send (engine_t *self, peer_t *peer, const sb_header_t *h, const body_t *body);
+int sb__send (engine_t *self, peer_t *peer, const sb_header_t *h, const sb_body_t *body);
 void sb__send_simple (engine_t *self, peer_t *peer, sb_cmd_t command);
 void sb__send_error (engine_t *self, peer_t *caller, const sb_header_t *req, uint64_t request_id,
                     sb_code_t code, const char *fmt, ...);
@@ -305,8 +293,8 @@ uint64_t sb__req_id (const req_t *r);
 void sb__req_free (engine_t *self, req_t *r);
 void sb__req_fail (engine_t *self, req_t *r, sb_code_t code, const char *text);
 bool sb__req_sendable (const req_t *r);
-void sb__on_request (engine_t *self, peer_t *p, sb_header_t *h, const body_t *body);
-void sb__on_answer (engine_t *self, peer_t *p, sb_header_t *h, const body_t *body);
+void sb__on_request (engine_t *self, peer_t *p, sb_header_t *h, const sb_body_t *body);
+void sb__on_answer (engine_t *self, peer_t *p, sb_header_t *h, const sb_body_t *body);
 void sb__expire (engine_t *self);
 
 /*  directory.c  */
@@ -316,12 +304,12 @@ worker_t *sb__pick_worker (service_t *s, int method);
 int sb__dispatch_to (engine_t *self, req_t *r, worker_t *w);
 void sb__service_dispatch (engine_t *self, service_t *s);
 void sb__worker_remove (engine_t *self, worker_t *w);
-void sb__on_ready (engine_t *self, peer_t *p, const sb_header_t *h, const body_t *body);
+void sb__on_ready (engine_t *self, peer_t *p, const sb_header_t *h, const sb_body_t *body);
 
 /*  pubsub.c  */
 void sb__sub_remove (engine_t *self, sub_t *sub);
 void sb__on_subscribe (engine_t *self, peer_t *p, const sb_header_t *h, bool subscribe);
-void sb__on_publish (engine_t *self, const sb_header_t *h, const body_t *body);
+void sb__on_publish (engine_t *self, const sb_header_t *h, const sb_body_t *body);
 
 /*  acl.c  */
 bool sb__may_offer (engine_t *self, peer_t *p, const char *service);
@@ -333,12 +321,12 @@ void sb__pack_cstr (msgpack_packer *pk, const char *s);
 void sb__pack_service (engine_t *self, msgpack_packer *pk, const service_t *s);
 const msgpack_object *sb__map_get (const msgpack_object *map, const char *name);
 int sb__str_copy (const msgpack_object *o, char *out, size_t size);
-void sb__on_sys (engine_t *self, peer_t *p, const sb_header_t *h, const body_t *body);
+void sb__on_sys (engine_t *self, peer_t *p, const sb_header_t *h, const sb_body_t *body);
 
 /*  cluster.c  */
 void sb__remote_free (remote_t **remote_p);
 void sb__on_peer (engine_t *self, peer_t *p, const sb_header_t *h);
-void sb__on_directory (engine_t *self, peer_t *p, const body_t *body);
+void sb__on_directory (engine_t *self, peer_t *p, const sb_body_t *body);
 void sb__link_close (engine_t *self, cbroker_t *cb);
 void sb__link_recv (engine_t *self, cbroker_t *cb);
 void sb__beacon_work (engine_t *self, bool readable);

@@ -109,7 +109,7 @@ s_matches (const sub_t *sub, const char *topic)
 }
 
 void
-sb__on_publish (engine_t *self, const sb_header_t *h, const body_t *body)
+sb__on_publish (engine_t *self, const sb_header_t *h, const sb_body_t *body)
 {
     if (!(h->present & SB_H_TOPIC)) {
         sb__bad (self, R_MISSING_FIELD);

@@ -254,7 +254,7 @@ sb__req_sendable (const req_t *r)
     REQUEST, and the REPLY or ERROR that answers it.  */
 
 void
-sb__on_request (engine_t *self, peer_t *p, sb_header_t *h, const body_t *body)
+sb__on_request (engine_t *self, peer_t *p, sb_header_t *h, const sb_body_t *body)
 {
     self->stats.requests++;
     if (!(h->present & SB_H_REQUEST_ID)) {
@@ -353,10 +353,10 @@ sb__on_request (engine_t *self, peer_t *p, sb_header_t *h, const body_t *body)
     1 when it does not hold (the caller re-encodes), else what the send
     returned (0, or -1 as sb__send_frames).  */
 static int
-s_forward_reply (engine_t *self, peer_t *caller, const sb_header_t *h, const body_t *body,
+s_forward_reply (engine_t *self, peer_t *caller, const sb_header_t *h, const sb_body_t *body,
                  uint64_t caller_id)
 {
-    zmq_msg_t *frame = &self->frames [0];
+    zmq_msg_t *frame = &self->in.frames [0];
     const uint32_t allowed = (1u << SB_K_VERSION) | (1u << SB_K_COMMAND) | SB_H_REQUEST_ID
                            | (1u << SB_K_FLAGS) | SB_H_TRACE | SB_H_BODY;
     if ((body && body->frame != frame) || (h->present & ~allowed) || (h->flags & S_NOT_FROM_WORKERS))
@@ -375,7 +375,7 @@ s_forward_reply (engine_t *self, peer_t *caller, const sb_header_t *h, const bod
 
 /*  REPLY or ERROR from a worker.  */
 void
-sb__on_answer (engine_t *self, peer_t *p, sb_header_t *h, const body_t *body)
+sb__on_answer (engine_t *self, peer_t *p, sb_header_t *h, const sb_body_t *body)
 {
     req_t *r = (h->present & SB_H_REQUEST_ID) ? s_req_lookup (self, h->request_id) : NULL;
     if (!r) {

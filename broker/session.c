@@ -18,8 +18,8 @@
       zmq_msg_copy (reference-counted: no bytes copied).  Whatever is
       received small as a second frame goes out inline.  A request keeps
       its body until sent, an idempotent one until answered (re-dispatch).
-      The framing of a header and an inline body is here only
-      (sb__frame_build, sb__frame_body); the cluster's links use it too.
+      The framing is the runtime's (wire/frame.h), shared with every
+      link: the broker and its peers cannot disagree on it.
 */
 #include "engine.h"
 
@@ -36,41 +36,6 @@ sb__doom (engine_t *self, peer_t *peer)
 {
     peer->doomed = true;
     self->doomed = true;
-}
-
-/*  Builds frame: header h, then the body (size bytes at body) inline
-    when body is not NULL and size is at most SB_INLINE_MAX (it is copied).
-    Returns the bytes put inline (0: a body, if any, must follow as a
-    frame of its own), or -1 (frame not initialised).  */
-int
-sb__frame_build (engine_t *self, zmq_msg_t *frame, const sb_header_t *h, const void *body,
-                 size_t size)
-{
-    size_t inline_size = body && size <= SB_INLINE_MAX ? size : 0;
-    size_t n = sb_header_encode_inline (h, inline_size, self->hbuf);
-    if (zmq_msg_init_size (frame, n + inline_size))
-        return -1;
-    uint8_t *data = zmq_msg_data (frame);
-    memcpy (data, self->hbuf, n);
-    if (inline_size)
-        memcpy (data + n, body, inline_size);
-    return (int) inline_size;
-}
-
-/*  The body of a received message of nframes frames whose header frame
-    (frames [0]) decoded to h: inline in the header frame, else the second
-    frame if there is one, else none (frame NULL).  Whether a message has
-    both is the caller's check.  */
-body_t
-sb__frame_body (const sb_header_t *h, zmq_msg_t *frames, size_t nframes)
-{
-    body_t body = { NULL, NULL, 0 };
-    if (h->present & SB_H_BODY)
-        body = (body_t) { &frames [0], h->body, h->body_size };
-    else
-    if (nframes == 2)
-        body = (body_t) { &frames [1], zmq_msg_data (&frames [1]), zmq_msg_size (&frames [1]) };
-    return body;
 }
 
 /*  Sends the frames of a message to peer, after its routing id: 0 when
@@ -100,7 +65,7 @@ sb__send_frames (engine_t *self, peer_t *peer, zmq_msg_t *frames, int nframes)
     counted copy.  0 when sent, or -1 when the peer is unreachable (it is
     then doomed) or its send queue is full.  */
 int
-sb__send (engine_t *self, peer_t *peer, const sb_header_t *h, const body_t *body)
+sb__send (engine_t *self, peer_t *peer, const sb_header_t *h, const sb_body_t *body)
 {
     if (peer->doomed)
         return -1;
@@ -108,20 +73,11 @@ sb__send (engine_t *self, peer_t *peer, const sb_header_t *h, const body_t *body
         body = NULL;
     /*  The whole message is built before the routing id goes: once that is
         accepted the rest must follow.  */
-    zmq_msg_t frames [2];
-    int nframes = 1;
-    int inlined = sb__frame_build (self, &frames [0], h, body ? body->data : NULL,
-                                   body ? body->size : 0);
-    if (inlined < 0)
+    sb_frames_t out;
+    if (sb_frame_build (h, body, &out))
         return -1;
-    if (!inlined && body) {
-        zmq_msg_init (&frames [1]);
-        zmq_msg_copy (&frames [1], body->frame);
-        nframes = 2;
-    }
-    if (sb__send_frames (self, peer, frames, nframes)) {
-        for (int i = 0; i < nframes; i++)
-            zmq_msg_close (&frames [i]);
+    if (sb__send_frames (self, peer, out.frames, out.count)) {
+        sb_frame_close (&out);
         return -1;
     }
     return 0;

@@ -265,7 +265,7 @@ s_sys_stats (engine_t *self, msgpack_packer *pk)
 #define KEYS_CERTS_MAX 16
 
 static int
-s_sys_keys (engine_t *self, msgpack_packer *pk, const body_t *body, const char **why)
+s_sys_keys (engine_t *self, msgpack_packer *pk, const sb_body_t *body, const char **why)
 {
     msgpack_unpacked u;
     msgpack_unpacked_init (&u);
@@ -322,7 +322,7 @@ s_sys_keys (engine_t *self, msgpack_packer *pk, const body_t *body, const char *
 }
 
 void
-sb__on_sys (engine_t *self, peer_t *p, const sb_header_t *h, const body_t *body)
+sb__on_sys (engine_t *self, peer_t *p, const sb_header_t *h, const sb_body_t *body)
 {
     void (*method) (engine_t *, msgpack_packer *) = NULL;
     bool keys = !strcmp (h->method, "keys");
@@ -353,7 +353,7 @@ sb__on_sys (engine_t *self, peer_t *p, const sb_header_t *h, const body_t *body)
     if (method)
         method (self, &pk);
     zmq_msg_t frame;
-    body_t reply = { NULL, (const uint8_t *) self->sbuf.data, self->sbuf.size };
+    sb_body_t reply = { NULL, (const uint8_t *) self->sbuf.data, self->sbuf.size };
     if (reply.size > SB_INLINE_MAX) {
         if (zmq_msg_init_size (&frame, reply.size))
             return;

@@ -24,14 +24,14 @@
     Sealing (sealer.h): an instance with an identity opens sealed
     requests in s_on_request (refusing plaintext ones, and holding those
     whose caller's certificate is being looked up: they come back
-    through the same callback) and seals its replies in s_send_answer
-    for the caller's key, bound to the request's nonce.  Schema
+    through the same callback) and seals its replies in sb__request_answer
+    (request.c) for the caller's key, bound to the request's nonce.  Schema
     validation (runtime/schema/schema.h) runs in s_on_request between decoding
     and the handler when the host gave a schema set: each method's schema
     is found once at start, a violation is answered bad_request with its
     path and the handler never runs.
 */
-#include "internal.h"
+#include "instance_private.h"
 
 #include <czmq.h>
 #include <errno.h>
@@ -46,409 +46,6 @@
     counts as a late reply there).  */
 #define S_EXPIRY_GRACE_MS 200
 
-#define S_WATCH_MAX 64
-#define S_METHODS_MAX 64                /* the broker takes at most 64 (protocol.md 5.2) */
-/*  Freed requests kept for reuse, and the largest reply buffer a kept
-    request may hold on to.  */
-#define S_SPARE_MAX 32
-#define S_SPARE_BUFFER_MAX 65536
-/*  Replies up to this size are copied into the message and the buffer
-    is kept; larger ones are moved.  */
-#define S_COPY_MAX 8192
-/*  First chunk of the decoding zone.  */
-#define S_ZONE_CHUNK 4096
-
-struct sb_request {
-    sb_actor_t *actor;
-    const sb_method_t *method;
-    uint32_t link_id;
-    uint64_t id;                    /* the broker's request id */
-    int64_t received;
-    int64_t deadline;               /* 0: none */
-    bool has_trace;
-    uint8_t trace [16];
-    bool sealed;                    /* answer sealed for caller_pk, bound to nonce */
-    uint8_t caller_pk [SB_KEY_SIZE];
-    uint8_t nonce [SB_SEAL_NONCE_SIZE];
-    char trace_hex [33];            /* formatted on first sb_request_trace_id */
-    bool in_handler;
-    const msgpack_object *body;     /* the decoded request, during the handler */
-    bool deferred;
-    bool closed;                    /* answered */
-    bool expired;                   /* answered by the runtime for the plugin */
-    void *deferred_handle;          /* in actor->deferred */
-    bool begun;
-    msgpack_sbuffer buffer;
-    msgpack_packer packer;
-    sb_request_t *next_spare;
-};
-
-typedef struct {
-    int64_t due;
-    uint64_t seq;
-    void (*callback) (void *arg);
-    void *arg;
-} s_timer_t;
-
-typedef struct {
-    int fd;
-    bool dropped;
-    void (*callback) (int fd, void *arg);
-    void *arg;
-} s_watch_t;
-
-struct sb_actor {
-    const sb_service_t *service;
-    int instance;
-    int capacity;
-    sb_peer_t *peer;
-    sb_discovery_t *discovery;      /* NULL: fixed endpoints, no beacons */
-    void *state;
-    zlistx_t *timers;               /* s_timer_t, sorted by due */
-    uint64_t timer_seq;
-    s_watch_t watches [S_WATCH_MAX];
-    size_t nwatches;
-    zlistx_t *deferred;             /* sb_request_t */
-    int64_t next_expiry;
-    msgpack_sbuffer ready;          /* READY body, encoded once */
-    /*  Per method (same index as service->methods): its schema or NULL. */
-    const sb_method_schema_t *schemas [S_METHODS_MAX];
-    bool validate_replies;
-    msgpack_zone zone;              /* decodes request bodies */
-    bool zone_ready;
-    sb_request_t *spares;           /* freed requests, for reuse */
-    size_t nspares;
-};
-
-struct sb_instance {
-    zactor_t *zactor;
-    const sb_service_t *service;
-    const sb_config_t *config;
-    const char *endpoints;
-    int instance;
-    int capacity;
-    int start_rc;                   /* written by the actor before it signals */
-    sb_sealer_t *sealer;            /* likewise; lives as long as the actor */
-    sb_error_t start_err;
-    sb_instance_options_t options;
-};
-
-/*  --------------------------------------------------------------------
-    Answers.  */
-
-static int s_error (sb_request_t *req, sb_code_t code, const char *text);
-
-/*  Debug mode only: -1 (and the request answered internal) if the reply
-    body does not conform to the method's reply schema.  */
-static int
-s_reply_invalid (sb_request_t *req, const void *data, size_t size)
-{
-    sb_actor_t *self = req->actor;
-    const sb_method_schema_t *schema = self->validate_replies
-                                     ? self->schemas [req->method - self->service->methods] : NULL;
-    if (!schema)
-        return 0;
-    msgpack_unpacked unpacked;
-    msgpack_unpacked_init (&unpacked);
-    size_t offset = 0;
-    int rc = 0;
-    sb_error_t err = { 0 };
-    if (size && msgpack_unpack_next (&unpacked, data, size, &offset) != MSGPACK_UNPACK_SUCCESS)
-        rc = sb_error_set (&err, SB_E_INTERNAL, "reply is not MessagePack");
-    else
-        rc = sb_method_schema_validate_reply (schema, size ? &unpacked.data : NULL, &err);
-    msgpack_unpacked_destroy (&unpacked);
-    if (rc)
-        s_error (req, SB_E_INTERNAL, err.text);
-    return rc;
-}
-
-/*  A request as new (all zero, an empty reply buffer), from the spares
-    when there is one.  */
-static sb_request_t *
-s_request_new (sb_actor_t *self)
-{
-    sb_request_t *req = self->spares;
-    if (req) {
-        self->spares = req->next_spare;
-        self->nspares--;
-        msgpack_sbuffer buffer = req->buffer;
-        memset (req, 0, sizeof *req);
-        req->buffer = buffer;
-        msgpack_sbuffer_clear (&req->buffer);
-    }
-    else {
-        req = calloc (1, sizeof *req);
-        if (!req)
-            return NULL;
-        msgpack_sbuffer_init (&req->buffer);
-    }
-    req->actor = self;
-    msgpack_packer_init (&req->packer, &req->buffer, msgpack_sbuffer_write);
-    return req;
-}
-
-static void
-s_request_free (sb_request_t *req)
-{
-    sb_actor_t *self = req->actor;
-    if (req->deferred_handle)
-        zlistx_detach (self->deferred, req->deferred_handle);
-    if (self->nspares < S_SPARE_MAX) {
-        if (req->buffer.alloc > S_SPARE_BUFFER_MAX) {
-            msgpack_sbuffer_destroy (&req->buffer);
-            msgpack_sbuffer_init (&req->buffer);
-        }
-        req->deferred_handle = NULL;
-        req->next_spare = self->spares;
-        self->spares = req;
-        self->nspares++;
-        return;
-    }
-    msgpack_sbuffer_destroy (&req->buffer);
-    free (req);
-}
-
-static void
-s_free_sbuffer (void *data, void *hint)
-{
-    free (data);
-}
-
-/*  Sends REPLY (body from `buffer` when not NULL, moved) or ERROR.  */
-static void
-s_send_answer (sb_request_t *req, msgpack_sbuffer *buffer, sb_code_t code, const char *text)
-{
-    sb_link_t *link = sb_peer_link (req->actor->peer, req->link_id);
-    if (!link)
-        return;                     /* broker gone: it answers for us */
-    sb_header_t h;
-    sb_header_init (&h, code ? SB_CMD_ERROR : SB_CMD_REPLY);
-    h.request_id = req->id;
-    h.present |= SB_H_REQUEST_ID;
-    if (req->has_trace) {
-        memcpy (h.trace, req->trace, 16);
-        h.present |= SB_H_TRACE;
-    }
-    if (code) {
-        h.code = code;
-        h.present |= SB_H_CODE;
-        sb_header_set_text (&h, text);
-        sb_header_set_service (&h, req->actor->service->name);
-        sb_link_send (link, &h, NULL);
-        return;
-    }
-    if (req->sealed) {
-        /*  Even an empty reply is sealed: the caller requires it.  */
-        sb_sealer_t *sealer = sb_peer__sealer (req->actor->peer);
-        zmq_msg_t body;
-        sb_error_t err;
-        bool has = buffer && buffer->size;
-        if (sb_sealer_seal (sealer, req->caller_pk, req->nonce, SB_SEAL_NONCE_SIZE,
-                            has ? buffer->data : NULL, has ? buffer->size : 0, &body, NULL, &err))
-            return;
-        h.flags |= SB_F_SEALED;
-        memcpy (h.key_id, sb_sealer_key_id (sealer), SB_KEY_SIZE);
-        h.key_id_size = SB_KEY_SIZE;
-        h.present |= SB_H_KEY_ID;
-        if (sb_link_send (link, &h, &body))
-            zmq_msg_close (&body);
-        return;
-    }
-    if (buffer && buffer->size <= SB_INLINE_MAX)
-        /*  Copied once, straight into the frame; the buffer stays.  */
-        sb_link_send_bytes (link, &h, buffer->data, buffer->size);
-    else
-    if (buffer) {
-        /*  A small body is copied, so the buffer stays for the next
-            request; a large one is moved.  */
-        zmq_msg_t body;
-        size_t size = buffer->size;
-        if (size <= S_COPY_MAX) {
-            if (zmq_msg_init_size (&body, size))
-                return;
-            memcpy (zmq_msg_data (&body), buffer->data, size);
-        }
-        else {
-            char *data = msgpack_sbuffer_release (buffer);
-            if (zmq_msg_init_data (&body, data, size, s_free_sbuffer, NULL)) {
-                free (data);
-                return;
-            }
-        }
-        sb_link_send (link, &h, &body);
-        zmq_msg_close (&body);
-    }
-    else
-        sb_link_send (link, &h, NULL);
-}
-
-/*  Common gate of every answer: -1 if the request cannot be answered
-    now.  An expired deferred request is freed here (the plugin's late
-    answer is the last it will do with it).  */
-static int
-s_answer_gate (sb_request_t *req)
-{
-    if (!req) {
-        errno = EINVAL;
-        return -1;
-    }
-    if (req->expired) {
-        if (!req->in_handler)
-            s_request_free (req);
-        errno = ETIMEDOUT;
-        return -1;
-    }
-    if (req->closed) {
-        errno = EALREADY;
-        return -1;
-    }
-    return 0;
-}
-
-/*  After an answer: a deferred request answered outside its handler is
-    done with.  */
-static void
-s_answered (sb_request_t *req)
-{
-    req->closed = true;
-    if (req->deferred && !req->in_handler)
-        s_request_free (req);
-}
-
-static int
-s_error (sb_request_t *req, sb_code_t code, const char *text)
-{
-    if (code < 1 || code > SB_E_CODE_MAX)
-        code = SB_E_INTERNAL;
-    s_send_answer (req, NULL, code, text);
-    s_answered (req);
-    return 0;
-}
-
-msgpack_packer *
-sb_reply_begin (sb_request_t *req)
-{
-    if (!req || (req->closed && !req->expired))
-        return NULL;
-    if (req->begun)
-        msgpack_sbuffer_clear (&req->buffer);
-    req->begun = true;
-    return &req->packer;
-}
-
-int
-sb_reply_send (sb_request_t *req)
-{
-    if (s_answer_gate (req))
-        return -1;
-    if (!req->begun || sb_wire_check (req->buffer.data, req->buffer.size, SB_DEPTH_MAX)) {
-        s_error (req, SB_E_INTERNAL, "the handler packed no valid MessagePack reply");
-        return -1;
-    }
-    if (req->buffer.size > SB_BODY_MAX_DEFAULT) {
-        s_error (req, SB_E_INTERNAL, "reply too large");
-        return -1;
-    }
-    if (s_reply_invalid (req, req->buffer.data, req->buffer.size))
-        return -1;
-    s_send_answer (req, &req->buffer, SB_OK, NULL);
-    s_answered (req);
-    return 0;
-}
-
-int
-sb_reply_bytes (sb_request_t *req, const void *data, size_t size)
-{
-    if (s_answer_gate (req))
-        return -1;
-    if (size > SB_BODY_MAX_DEFAULT || (size > 0 && (!data || sb_wire_check (data, size, SB_DEPTH_MAX)))) {
-        s_error (req, SB_E_INTERNAL, "the handler's reply is not one valid MessagePack object");
-        return -1;
-    }
-    if (s_reply_invalid (req, data, size))
-        return -1;
-    msgpack_sbuffer_clear (&req->buffer);
-    if (size)
-        msgpack_sbuffer_write (&req->buffer, data, size);
-    s_send_answer (req, &req->buffer, SB_OK, NULL);
-    s_answered (req);
-    return 0;
-}
-
-int
-sb_request_error (sb_request_t *req, sb_code_t code, const char *fmt, ...)
-{
-    if (s_answer_gate (req))
-        return -1;
-    char text [SB_TEXT_MAX + 1];
-    va_list args;
-    va_start (args, fmt);
-    vsnprintf (text, sizeof text, fmt ? fmt : "", args);
-    va_end (args);
-    return s_error (req, code, text);
-}
-
-const msgpack_object *
-sb__request_body (const sb_request_t *req)
-{
-    return req && req->in_handler ? req->body : NULL;
-}
-
-sb_request_t *
-sb_request_defer (sb_request_t *req)
-{
-    if (!req || req->closed)
-        return NULL;
-    req->deferred = true;
-    return req;
-}
-
-const char *
-sb_request_service (const sb_request_t *req)
-{
-    return req->actor->service->name;
-}
-
-const char *
-sb_request_method (const sb_request_t *req)
-{
-    return req->method->name;
-}
-
-int64_t
-sb_request_remaining_ms (const sb_request_t *req)
-{
-    if (!req->deadline)
-        return INT64_MAX;
-    int64_t left = req->deadline - zclock_mono ();
-    return left > 0 ? left : 0;
-}
-
-const char *
-sb_request_trace_id (const sb_request_t *req)
-{
-    /*  Formatted here rather than per request: few handlers ask.  The
-        request is never a const object, the const only promises callers
-        that nothing they can see changes.  */
-    static const char digits [] = "0123456789abcdef";
-    sb_request_t *self = (sb_request_t *) req;
-    if (self->has_trace && !self->trace_hex [0]) {
-        for (int i = 0; i < 16; i++) {
-            self->trace_hex [2 * i] = digits [self->trace [i] >> 4];
-            self->trace_hex [2 * i + 1] = digits [self->trace [i] & 15];
-        }
-        self->trace_hex [32] = 0;
-    }
-    return self->trace_hex;
-}
-
-sb_actor_t *
-sb_request_actor (const sb_request_t *req)
-{
-    return req->actor;
-}
-
 /*  --------------------------------------------------------------------
     Requests.  */
 
@@ -458,7 +55,7 @@ s_refuse (sb_actor_t *self, sb_link_t *link, const sb_header_t *h, sb_code_t cod
     sb_request_t req = { .actor = self, .link_id = sb_link_id (link), .id = h->request_id,
                          .has_trace = (h->present & SB_H_TRACE) != 0 };
     memcpy (req.trace, h->trace, 16);
-    s_send_answer (&req, NULL, code, text);
+    sb__request_answer (&req, NULL, code, text);
 }
 
 static void
@@ -522,7 +119,7 @@ s_on_request (sb_link_t *link, const sb_header_t *h, zmq_msg_t *body, void *arg)
             return;
         }
     }
-    sb_request_t *req = s_request_new (self);
+    sb_request_t *req = sb__request_new (self);
     if (!req) {
         msgpack_zone_clear (&self->zone);
         zmq_msg_close (&plain);
@@ -560,13 +157,13 @@ s_on_request (sb_link_t *link, const sb_header_t *h, zmq_msg_t *body, void *arg)
         if (rc != 0) {
             char text [SB_TEXT_MAX + 1];
             snprintf (text, sizeof text, "%s.%s failed", self->service->name, method->name);
-            s_send_answer (req, NULL, SB_E_INTERNAL, text);
+            sb__request_answer (req, NULL, SB_E_INTERNAL, text);
             req->closed = true;
             req->expired = req->deferred;
         }
         else
         if (!req->deferred) {
-            s_send_answer (req, NULL, SB_OK, NULL);
+            sb__request_answer (req, NULL, SB_OK, NULL);
             req->closed = true;
         }
     }
@@ -576,7 +173,7 @@ s_on_request (sb_link_t *link, const sb_header_t *h, zmq_msg_t *body, void *arg)
             self->next_expiry = req->deadline + S_EXPIRY_GRACE_MS;
     }
     else
-        s_request_free (req);
+        sb__request_free (req);
 }
 
 /*  Answers deferred requests past their deadline; see the file comment. */
@@ -591,7 +188,7 @@ s_expire_deferred (sb_actor_t *self, int64_t now)
             continue;
         int64_t expiry = req->deadline + S_EXPIRY_GRACE_MS;
         if (expiry <= now) {
-            s_send_answer (req, NULL, SB_E_TIMEOUT, "the service did not answer in time");
+            sb__request_answer (req, NULL, SB_E_TIMEOUT, "the service did not answer in time");
             req->closed = req->expired = true;
         }
         else
@@ -816,7 +413,7 @@ s_actor_destroy (sb_actor_t **self_p)
     while ((req = zlistx_first (self->deferred))) {
         zlistx_detach (self->deferred, NULL);
         req->deferred_handle = NULL;
-        s_request_free (req);
+        sb__request_free (req);
     }
     zlistx_destroy (&self->deferred);
     while ((req = self->spares)) {
