@@ -142,9 +142,12 @@ def runtime_objects(build):
         d = os.path.join(build, "runtime", layer, ".libs")
         if not os.path.isdir(d):
             d = os.path.join(build, "runtime", layer)
-        for f in sorted(os.listdir(d)) if os.path.isdir(d) else []:
-            if f.endswith(".o"):
-                objs[os.path.join("runtime", layer, f)] = (layer, os.path.join(d, f))
+        names = sorted(f for f in os.listdir(d) if f.endswith(".o")) if os.path.isdir(d) else []
+        # The library's objects carry its name; others are stale (an older
+        # build configuration in the same directory) or not the library's.
+        ours = [f for f in names if f.startswith("libsbruntime_la-")]
+        for f in ours or names:
+            objs[os.path.join("runtime", layer, f)] = (layer, os.path.join(d, f))
     return objs
 
 
