@@ -13,6 +13,8 @@
                                     up to timeout_max_ms)
         timeout_max_ms = 60000
         connections = 10000         simultaneous connections accepted
+        connections_per_client = 256  of those, from one client address
+        header_timeout = 10         seconds for a complete request head
         connection_timeout = 30     seconds of silence before a client is dropped
         drain_ms = 2000             on shutdown, time given to answers in flight
         reuse_port = false          let several instances share the port
@@ -343,6 +345,12 @@ s_configure (sb_rest_bridge_t *self, const sb_config_t *config, sb_error_t *err)
     if (s_config_uint (config, "connections", 1, 1000000, 10000, &value, err))
         return -1;
     self->connection_limit = (unsigned) value;
+    if (s_config_uint (config, "connections_per_client", 1, 1000000, 256, &value, err))
+        return -1;
+    self->connections_per_client = (unsigned) value;
+    if (s_config_uint (config, "header_timeout", 1, 3600, 10, &value, err))
+        return -1;
+    self->header_timeout_s = (unsigned) value;
     if (s_config_uint (config, "connection_timeout", 1, 3600, 30, &value, err))
         return -1;
     self->connection_timeout_s = (unsigned) value;

@@ -23,6 +23,7 @@
 
 #include "switchboard.h"
 #include "auth.h"
+#include "conns.h"
 #include "metrics.h"
 #include "route.h"
 
@@ -67,8 +68,8 @@ struct sb_rest_req {
     const char *label_service;          /* metrics labels for non-call routes */
     const char *label_method;
     sb_rest_match_t *alias;             /* alias parameters, or NULL */
-    bool too_large;
     bool gone_counted;                  /* client_gone already counted */
+    bool closed_by_bridge;              /* refused mid-body, the connection closed */
     char *in;                           /* request body as received */
     size_t in_size;
     size_t in_capacity;
@@ -84,6 +85,7 @@ struct sb_rest_req {
 struct sb_rest_bridge {
     sb_actor_t *actor;
     struct MHD_Daemon *daemon;
+    sb_rest_conns_t *conns;             /* admission and head deadlines */
     sb_rest_metrics_t *metrics;
     sb_rest_auth_t *auth;               /* no keys: auth off */
     sb_rest_routes_t *routes;
@@ -98,6 +100,8 @@ struct sb_rest_bridge {
     int timeout_max_ms;                 /* cap for a client's X-Timeout-Ms */
     unsigned connection_limit;
     unsigned connection_timeout_s;
+    unsigned connections_per_client;
+    unsigned header_timeout_s;          /* for a complete request head */
     int drain_ms;
     bool reuse_port;                    /* SO_REUSEPORT: instances share the port */
     char cors_origins [1024];           /* space-separated; "*" for any; "" off */

@@ -15,6 +15,23 @@
     for an allowed Origin, the CORS headers.  Errors have the body
     {"error": {"code", "message", "request_id"}}.
 
+    Framing (s_check_framing, RFC 9112 section 6): libmicrohttpd 0.9.75
+    lets Transfer-Encoding win over Content-Length, reads only the first
+    Content-Length, and reads a body with any other transfer coding until
+    the connection closes; a front proxy that framed the request otherwise
+    would have a second request smuggled in.  So a request with both
+    headers, or Content-Lengths that differ or are not plain decimal, is
+    answered 400, one with a transfer coding other than chunked 501, and
+    the connection is closed (libmicrohttpd closes a connection whose
+    request is answered before its body is read; the answer says so with
+    Connection: close).  A first Content-Length that is not a number is
+    refused by libmicrohttpd itself, with its own 400.
+
+    Slow and greedy clients: conns.c limits connections per client address
+    and closes connections that take longer than header_timeout to send a
+    request head; a body is refused as soon as it passes max_body
+    (s_refuse_body), not when it ends.
+
     Request ids and trace ids (s_take_request_id): the bus call carries a
     16-byte trace id that every service on its way sees and passes on.
     It is a W3C traceparent's trace-id when the client sent a valid one;
@@ -33,10 +50,12 @@
 #include <string.h>
 #include <strings.h>
 #include <sys/socket.h>
+#include <sys/uio.h>
 #include <time.h>
 #include <unistd.h>
 
 #define S_TOKEN_MAX 4096
+#define S_ORIGIN_MAX 1024           /* an allowed Origin is one of cors_origins */
 
 static int64_t
 s_now_us (void)
@@ -388,6 +407,115 @@ s_check_body_headers (sb_rest_req_t *req, bool require_json, enum MHD_Result *re
     return 0;
 }
 
+typedef struct {
+    unsigned lengths;                   /* Content-Length fields */
+    unsigned long long length;          /* the first one's value */
+    bool length_bad;                    /* one is not plain decimal */
+    bool lengths_differ;
+    bool encoded;                       /* a Transfer-Encoding field */
+    unsigned chunked;                   /* "chunked" codings */
+    bool chunked_not_last;
+    char other [32];                    /* the first other coding, or "" */
+} s_framing_t;
+
+/*  Trims optional white space (RFC 9110 section 5.6.3) off [*start, *end). */
+static void
+s_trim (const char **start, const char **end)
+{
+    while (*start < *end && (**start == ' ' || **start == '\t'))
+        (*start)++;
+    while (*end > *start && ((*end) [-1] == ' ' || (*end) [-1] == '\t'))
+        (*end)--;
+}
+
+static enum MHD_Result
+s_framing_field (void *cls, enum MHD_ValueKind kind, const char *key, const char *value)
+{
+    (void) kind;
+    s_framing_t *framing = cls;
+    if (!key || !value)
+        return MHD_YES;
+    if (!strcasecmp (key, MHD_HTTP_HEADER_CONTENT_LENGTH)) {
+        const char *start = value, *end = value + strlen (value);
+        s_trim (&start, &end);
+        size_t digits = (size_t) (end - start);
+        unsigned long long length = 0;
+        if (digits == 0 || digits > 19 || strspn (start, "0123456789") < digits)
+            framing->length_bad = true;
+        else
+            length = strtoull (start, NULL, 10);
+        if (framing->lengths++ == 0)
+            framing->length = length;
+        else
+        if (length != framing->length)
+            framing->lengths_differ = true;
+    }
+    else
+    if (!strcasecmp (key, MHD_HTTP_HEADER_TRANSFER_ENCODING)) {
+        framing->encoded = true;
+        const char *cursor = value;
+        while (*cursor) {
+            const char *start = cursor, *end = cursor + strcspn (cursor, ",");
+            cursor = *end ? end + 1 : end;
+            s_trim (&start, &end);
+            if (start == end)
+                continue;
+            if (framing->chunked)
+                framing->chunked_not_last = true;
+            if (end - start == 7 && !strncasecmp (start, "chunked", 7))
+                framing->chunked++;
+            else
+            if (!framing->other [0])
+                snprintf (framing->other, sizeof framing->other, "%.*s", (int) (end - start), start);
+        }
+    }
+    return MHD_YES;
+}
+
+/*  Refuses a request whose body cannot be delimited without doubt (see
+    the file comment): 400 or 501, Connection: close.  Returns 0 if the
+    framing is sound, else -1 with the refusal queued as s_authorize
+    does.  */
+static int
+s_check_framing (sb_rest_req_t *req, const char *version, enum MHD_Result *result)
+{
+    s_framing_t framing = { 0 };
+    MHD_get_connection_values (req->connection, MHD_HEADER_KIND, s_framing_field, &framing);
+    const char *why = NULL;
+    if (framing.encoded && framing.lengths)
+        why = "Content-Length and Transfer-Encoding together";
+    else
+    if (framing.length_bad)
+        why = "Content-Length is not a plain decimal number";
+    else
+    if (framing.lengths_differ)
+        why = "Content-Length values differ";
+    else
+    if (framing.encoded && !strcmp (version, MHD_HTTP_VERSION_1_0))
+        why = "Transfer-Encoding in an HTTP/1.0 request";
+    else
+    if (framing.encoded && !framing.other [0] && (framing.chunked != 1 || framing.chunked_not_last))
+        why = "Transfer-Encoding must end with chunked, once";
+    else
+    if (framing.other [0]) {
+        sb_rest_metrics_error (req->bridge->metrics, SB_REST_ERR_TRANSFER_ENCODING);
+        sb_rest_metrics_connection_closed (req->bridge->metrics, SB_REST_CLOSED_BAD_FRAMING);
+        char message [128];
+        snprintf (message, sizeof message, "Transfer-Encoding '%s' is not supported; only chunked is",
+                  framing.other);
+        *result = s_send_error (req, MHD_HTTP_NOT_IMPLEMENTED, "not_implemented", message,
+                                MHD_HTTP_HEADER_CONNECTION, "close");
+        return -1;
+    }
+    if (!why)
+        return 0;
+    sb_rest_metrics_error (req->bridge->metrics, SB_REST_ERR_BAD_FRAMING);
+    sb_rest_metrics_connection_closed (req->bridge->metrics, SB_REST_CLOSED_BAD_FRAMING);
+    *result = s_send_error (req, MHD_HTTP_BAD_REQUEST, sb_code_name (SB_E_BAD_REQUEST), why,
+                            MHD_HTTP_HEADER_CONNECTION, "close");
+    return -1;
+}
+
 /*  --------------------------------------------------------------------
     Routing (first call of the access handler).  */
 
@@ -472,13 +600,15 @@ s_submit (sb_rest_req_t *req)
 }
 
 static enum MHD_Result
-s_route (sb_rest_req_t *req, const char *url, const char *http_method)
+s_route (sb_rest_req_t *req, const char *url, const char *http_method, const char *version)
 {
     sb_rest_bridge_t *bridge = req->bridge;
     enum MHD_Result result = MHD_YES;
     bool get = !strcmp (http_method, MHD_HTTP_METHOD_GET);
     s_take_request_id (req);
     s_take_origin (req);
+    if (s_check_framing (req, version, &result))
+        return result;
 
     if (!strcmp (http_method, MHD_HTTP_METHOD_OPTIONS))
         return s_preflight (req);
@@ -576,29 +706,84 @@ s_route (sb_rest_req_t *req, const char *url, const char *http_method)
 /*  --------------------------------------------------------------------
     Bodies.  */
 
-static void
+/*  Appends a piece of the body, which the caller checked against
+    max_body.  0, or -1 if out of memory.  */
+static int
 s_append (sb_rest_req_t *req, const char *data, size_t size)
 {
-    if (req->too_large)
-        return;
-    if (size > req->bridge->max_body - req->in_size) {
-        req->too_large = true;
-        return;
-    }
     if (req->in_size + size > req->in_capacity) {
         size_t capacity = req->in_capacity ? req->in_capacity : 4096;
         while (capacity < req->in_size + size)
             capacity *= 2;
         char *in = realloc (req->in, capacity);
-        if (!in) {
-            req->too_large = true;
-            return;
-        }
+        if (!in)
+            return -1;
         req->in = in;
         req->in_capacity = capacity;
     }
     memcpy (req->in + req->in_size, data, size);
     req->in_size += size;
+    return 0;
+}
+
+/*  A body passed max_body while it arrived (a chunked one: a declared
+    Content-Length is checked with the head).  libmicrohttpd 0.9.75 queues
+    an answer only before the body is read or after all of it
+    (MHD_queue_response refuses in between), and the rest could be
+    gigabytes sent as slowly as the client likes.  So the 413 is written
+    to the socket here, its sending side shut down, and MHD_NO makes
+    libmicrohttpd close the connection.  Nothing else is being sent on it
+    (an answer goes out only once its request is read), so the send buffer
+    is empty and one non-blocking send() takes the small answer.  Bytes the
+    client sends after it make the kernel reset the connection on close;
+    the 413 is in the client's receive buffer by then, and Linux lets it
+    be read.  */
+static enum MHD_Result
+s_refuse_body (sb_rest_req_t *req)
+{
+    sb_rest_bridge_t *bridge = req->bridge;
+    sb_rest_metrics_error (bridge->metrics, SB_REST_ERR_BODY_TOO_LARGE);
+    sb_rest_metrics_connection_closed (bridge->metrics, SB_REST_CLOSED_BODY_TOO_LARGE);
+    req->state = SB_REST_SENT;
+    req->closed_by_bridge = true;
+    sb_rest_metrics_record (bridge->metrics,
+                            req->kind == SB_REST_CALL ? req->service : req->label_service,
+                            req->kind == SB_REST_CALL ? req->method : req->label_method,
+                            MHD_HTTP_CONTENT_TOO_LARGE, s_now_us () - req->start_us);
+    const union MHD_ConnectionInfo *info = MHD_get_connection_info (req->connection,
+                                                                    MHD_CONNECTION_INFO_CONNECTION_FD);
+    char message [128];
+    snprintf (message, sizeof message, "request body larger than %zu bytes", bridge->max_body);
+    size_t body_size = 0;
+    char *body = s_error_body ("payload_too_large", message, req->request_id, &body_size);
+    if (!info || !body) {
+        free (body);
+        return MHD_NO;
+    }
+    char date [64];
+    time_t now = time (NULL);
+    struct tm tm;
+    strftime (date, sizeof date, "%a, %d %b %Y %H:%M:%S GMT", gmtime_r (&now, &tm));
+    char cors [S_ORIGIN_MAX + 128] = "";
+    if (req->cors_origin)
+        snprintf (cors, sizeof cors, "Access-Control-Allow-Origin: %.*s\r\n"
+                  "Access-Control-Expose-Headers: X-Request-Id\r\n%s",
+                  S_ORIGIN_MAX, req->cors_origin,
+                  strcmp (req->cors_origin, "*") ? "Vary: Origin\r\n" : "");
+    char head [sizeof cors + 512];
+    int head_size = snprintf (head, sizeof head,
+        "HTTP/1.1 413 Content Too Large\r\nDate: %s\r\nConnection: close\r\n"
+        "Content-Type: application/json\r\nX-Request-Id: %s\r\n%sContent-Length: %zu\r\n\r\n",
+        date, req->request_id, cors, body_size);
+    struct iovec parts [2] = {
+        { head, (size_t) head_size }, { body, body_size }
+    };
+    struct msghdr answer = { .msg_iov = parts, .msg_iovlen = 2 };
+    ssize_t sent = sendmsg (info->connect_fd, &answer, MSG_NOSIGNAL | MSG_DONTWAIT);
+    (void) sent;                /* a short or failed send: the client left */
+    shutdown (info->connect_fd, SHUT_WR);
+    free (body);
+    return MHD_NO;
 }
 
 typedef struct {
@@ -735,12 +920,6 @@ static enum MHD_Result
 s_body_done (sb_rest_req_t *req)
 {
     sb_rest_bridge_t *bridge = req->bridge;
-    if (req->too_large) {
-        sb_rest_metrics_error (bridge->metrics, SB_REST_ERR_BODY_TOO_LARGE);
-        char message [128];
-        snprintf (message, sizeof message, "request body larger than %zu bytes", bridge->max_body);
-        return s_send_error (req, MHD_HTTP_CONTENT_TOO_LARGE, "payload_too_large", message, NULL, NULL);
-    }
     sb_error_t err = { SB_OK, "" };
     int rc;
     if (req->alias)
@@ -776,6 +955,15 @@ s_body_done (sb_rest_req_t *req)
     gone too, as nginx does.)  */
 #define S_STATUS_CLIENT_GONE 499
 
+/*  The connection's record in the guard (conns.c), or NULL.  */
+static sb_rest_conn_t *
+s_conn (struct MHD_Connection *connection)
+{
+    const union MHD_ConnectionInfo *info = MHD_get_connection_info (connection,
+                                                                    MHD_CONNECTION_INFO_SOCKET_CONTEXT);
+    return info ? info->socket_context : NULL;
+}
+
 static bool
 s_client_gone (sb_rest_req_t *req)
 {
@@ -796,18 +984,21 @@ s_access (void *cls, struct MHD_Connection *connection, const char *url,
     sb_rest_bridge_t *bridge = cls;
     sb_rest_req_t *req = *con_cls;
     if (!req) {
+        sb_rest_conns_head_done (bridge->conns, s_conn (connection));
         req = s_req_new (bridge, connection);
         if (!req)
             return MHD_NO;
         *con_cls = req;
-        return s_route (req, url, method);
+        return s_route (req, url, method, version);
     }
     switch (req->state) {
         case SB_REST_BODY:
             if (*upload_data_size) {
-                s_append (req, upload_data, *upload_data_size);
+                size_t size = *upload_data_size;
                 *upload_data_size = 0;
-                return MHD_YES;
+                if (size > bridge->max_body - req->in_size)
+                    return s_refuse_body (req);
+                return s_append (req, upload_data, size) == 0 ? MHD_YES : MHD_NO;
             }
             return s_body_done (req);
         case SB_REST_ANSWERED: {
@@ -837,14 +1028,47 @@ s_completed (void *cls, struct MHD_Connection *connection, void **con_cls,
 {
     sb_rest_bridge_t *bridge = cls;
     sb_rest_req_t *req = *con_cls;
+    if (toe == MHD_REQUEST_TERMINATED_COMPLETED_OK)
+        sb_rest_conns_request_done (bridge->conns, s_conn (connection));
     if (!req)
         return;
     *con_cls = NULL;
     if (toe != MHD_REQUEST_TERMINATED_COMPLETED_OK && toe != MHD_REQUEST_TERMINATED_DAEMON_SHUTDOWN
-    &&  !req->gone_counted)
+    &&  !req->gone_counted && !req->closed_by_bridge)
         sb_rest_metrics_error (bridge->metrics, SB_REST_ERR_CLIENT_GONE);
     sb_rest_metrics_in_flight (bridge->metrics, -1);
     sb_rest_req_unref (req);
+}
+
+/*  Connection notifications: the guard tracks each connection from its
+    start to its close (reported before its socket is closed).  */
+static void
+s_notify_connection (void *cls, struct MHD_Connection *connection, void **socket_context,
+                     enum MHD_ConnectionNotificationCode code)
+{
+    sb_rest_bridge_t *bridge = cls;
+    if (code == MHD_CONNECTION_NOTIFY_STARTED) {
+        const union MHD_ConnectionInfo *fd = MHD_get_connection_info (connection,
+                                                                      MHD_CONNECTION_INFO_CONNECTION_FD);
+        const union MHD_ConnectionInfo *addr = MHD_get_connection_info (connection,
+                                                                        MHD_CONNECTION_INFO_CLIENT_ADDRESS);
+        if (fd)
+            *socket_context = sb_rest_conns_opened (bridge->conns, fd->connect_fd,
+                                                    addr ? addr->client_addr : NULL);
+    }
+    else
+    if (code == MHD_CONNECTION_NOTIFY_CLOSED) {
+        sb_rest_conns_closed (bridge->conns, *socket_context);
+        *socket_context = NULL;
+    }
+}
+
+static enum MHD_Result
+s_accept_policy (void *cls, const struct sockaddr *addr, socklen_t addrlen)
+{
+    (void) addrlen;
+    sb_rest_bridge_t *bridge = cls;
+    return sb_rest_conns_admit (bridge->conns, addr) ? MHD_YES : MHD_NO;
 }
 
 /*  Parses "HOST:PORT" (IPv4, or [IPv6]:PORT) into addr.  */
@@ -889,20 +1113,34 @@ sb_rest_http_start (sb_rest_bridge_t *self, sb_error_t *err)
     unsigned flags = MHD_USE_EPOLL_INTERNAL_THREAD | MHD_ALLOW_SUSPEND_RESUME | MHD_USE_TURBO;
     if (addr.ss_family == AF_INET6)
         flags |= MHD_USE_IPv6;
+    self->conns = sb_rest_conns_new (self->metrics, self->connection_limit,
+                                     self->connections_per_client, self->header_timeout_s);
+    if (!self->conns)
+        return sb_error_set (err, SB_E_INTERNAL, "rest-bridge: cannot start the connection guard");
+    /*  The guard enforces the connection limit and counts its refusals;
+        libmicrohttpd splits its own limit evenly among its threads, so it
+        is set to the whole limit per thread and never refuses first.
+        LISTENING_ADDRESS_REUSE: absent, libmicrohttpd sets SO_REUSEADDR
+        (a restart binds at once, whatever is in TIME_WAIT); 1 adds
+        SO_REUSEPORT; 0 would set neither.  */
     struct MHD_OptionItem options [] = {
         { MHD_OPTION_SOCK_ADDR, 0, &addr },
         { MHD_OPTION_THREAD_POOL_SIZE, self->threads, NULL },
-        { MHD_OPTION_CONNECTION_LIMIT, self->connection_limit, NULL },
+        { MHD_OPTION_CONNECTION_LIMIT, (intptr_t) self->connection_limit * self->threads, NULL },
         { MHD_OPTION_CONNECTION_TIMEOUT, self->connection_timeout_s, NULL },
         { MHD_OPTION_LISTEN_BACKLOG_SIZE, 1024, NULL },
-        { MHD_OPTION_LISTENING_ADDRESS_REUSE, self->reuse_port ? 1 : 0, NULL },
         { MHD_OPTION_NOTIFY_COMPLETED, (intptr_t) s_completed, self },
+        { MHD_OPTION_NOTIFY_CONNECTION, (intptr_t) s_notify_connection, self },
+        /*  Last: without reuse_port it ends the list.  */
+        { self->reuse_port ? MHD_OPTION_LISTENING_ADDRESS_REUSE : MHD_OPTION_END, 1, NULL },
         { MHD_OPTION_END, 0, NULL }
     };
-    self->daemon = MHD_start_daemon (flags, 0, NULL, NULL, s_access, self,
+    self->daemon = MHD_start_daemon (flags, 0, s_accept_policy, self, s_access, self,
                                      MHD_OPTION_ARRAY, options, MHD_OPTION_END);
-    if (!self->daemon)
+    if (!self->daemon) {
+        sb_rest_conns_destroy (&self->conns);
         return sb_error_set (err, SB_E_UNAVAILABLE, "cannot listen on %s (port in use?)", self->listen);
+    }
     const union MHD_DaemonInfo *info = MHD_get_daemon_info (self->daemon, MHD_DAEMON_INFO_BIND_PORT);
     self->port = info ? info->port : 0;
     return 0;
@@ -924,4 +1162,5 @@ sb_rest_http_stop (sb_rest_bridge_t *self)
         usleep (5000);
     MHD_stop_daemon (self->daemon);
     self->daemon = NULL;
+    sb_rest_conns_destroy (&self->conns);
 }

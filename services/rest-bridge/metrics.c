@@ -41,6 +41,19 @@ static const char *s_error_names [SB_REST_ERR_MAX] = {
     [SB_REST_ERR_SHUTDOWN] = "shutdown",
     [SB_REST_ERR_BAD_REQUEST_ID] = "bad_request_id",
     [SB_REST_ERR_BAD_TRACEPARENT] = "bad_traceparent",
+    [SB_REST_ERR_BAD_FRAMING] = "bad_framing",
+    [SB_REST_ERR_TRANSFER_ENCODING] = "transfer_encoding",
+};
+
+static const char *s_refused_names [SB_REST_REFUSED_MAX] = {
+    [SB_REST_REFUSED_PER_CLIENT] = "per_client",
+    [SB_REST_REFUSED_GLOBAL] = "global",
+};
+
+static const char *s_closed_names [SB_REST_CLOSED_MAX] = {
+    [SB_REST_CLOSED_HEADER_TIMEOUT] = "header_timeout",
+    [SB_REST_CLOSED_BAD_FRAMING] = "bad_framing",
+    [SB_REST_CLOSED_BODY_TOO_LARGE] = "body_too_large",
 };
 
 typedef struct {
@@ -61,6 +74,9 @@ struct sb_rest_metrics {
     uint64_t requests;
     int64_t in_flight;
     uint64_t errors [SB_REST_ERR_MAX];
+    int64_t connections;
+    uint64_t refused [SB_REST_REFUSED_MAX];
+    uint64_t closed [SB_REST_CLOSED_MAX];
 };
 
 sb_rest_metrics_t *
@@ -178,6 +194,34 @@ sb_rest_metrics_in_flight_now (sb_rest_metrics_t *self)
     return value;
 }
 
+void
+sb_rest_metrics_connections (sb_rest_metrics_t *self, int delta)
+{
+    pthread_mutex_lock (&self->lock);
+    self->connections += delta;
+    pthread_mutex_unlock (&self->lock);
+}
+
+void
+sb_rest_metrics_connection_refused (sb_rest_metrics_t *self, sb_rest_refused_t reason)
+{
+    if ((unsigned) reason >= SB_REST_REFUSED_MAX)
+        return;
+    pthread_mutex_lock (&self->lock);
+    self->refused [reason]++;
+    pthread_mutex_unlock (&self->lock);
+}
+
+void
+sb_rest_metrics_connection_closed (sb_rest_metrics_t *self, sb_rest_closed_t reason)
+{
+    if ((unsigned) reason >= SB_REST_CLOSED_MAX)
+        return;
+    pthread_mutex_lock (&self->lock);
+    self->closed [reason]++;
+    pthread_mutex_unlock (&self->lock);
+}
+
 uint64_t
 sb_rest_metrics_requests (sb_rest_metrics_t *self)
 {
@@ -280,6 +324,23 @@ sb_rest_metrics_render (sb_rest_metrics_t *self, size_t *size)
     for (int reason = 0; reason < SB_REST_ERR_MAX; reason++)
         s_printf (&text, "sb_rest_bridge_errors_total{reason=\"%s\"} %llu\n",
                   s_error_names [reason], (unsigned long long) self->errors [reason]);
+
+    s_printf (&text,
+        "# HELP sb_rest_connections_open HTTP connections open now.\n"
+        "# TYPE sb_rest_connections_open gauge\n"
+        "sb_rest_connections_open %lld\n", (long long) self->connections);
+    s_printf (&text,
+        "# HELP sb_rest_connections_refused_total Connections closed as soon as accepted, by the limit they met.\n"
+        "# TYPE sb_rest_connections_refused_total counter\n");
+    for (int reason = 0; reason < SB_REST_REFUSED_MAX; reason++)
+        s_printf (&text, "sb_rest_connections_refused_total{reason=\"%s\"} %llu\n",
+                  s_refused_names [reason], (unsigned long long) self->refused [reason]);
+    s_printf (&text,
+        "# HELP sb_rest_connections_closed_total Connections the bridge closed to protect itself, by reason.\n"
+        "# TYPE sb_rest_connections_closed_total counter\n");
+    for (int reason = 0; reason < SB_REST_CLOSED_MAX; reason++)
+        s_printf (&text, "sb_rest_connections_closed_total{reason=\"%s\"} %llu\n",
+                  s_closed_names [reason], (unsigned long long) self->closed [reason]);
 
     pthread_mutex_unlock (&self->lock);
     if (text.data)
