@@ -15,42 +15,30 @@
     for an allowed Origin, the CORS headers.  Errors have the body
     {"error": {"code", "message", "request_id"}}.
 
-    Framing (s_check_framing, RFC 9112 section 6): libmicrohttpd 0.9.75
-    lets Transfer-Encoding win over Content-Length, reads only the first
-    Content-Length, and reads a body with any other transfer coding until
-    the connection closes; a front proxy that framed the request otherwise
-    would have a second request smuggled in.  So a request with both
-    headers, or Content-Lengths that differ or are not plain decimal, is
-    answered 400, one with a transfer coding other than chunked 501, and
-    the connection is closed (libmicrohttpd closes a connection whose
-    request is answered before its body is read; the answer says so with
-    Connection: close).  A first Content-Length that is not a number is
-    refused by libmicrohttpd itself, with its own 400.
+    Framing (framing.c): a request whose body could be delimited in two
+    ways (RFC 9112 section 6) is refused, 400 or 501, and its connection
+    closed (libmicrohttpd closes a connection answered before its body is
+    read; the answer says Connection: close).
 
     Slow and greedy clients: conns.c limits connections per client address
     and closes connections that take longer than header_timeout to send a
     request head; a body is refused as soon as it passes max_body
     (s_refuse_body), not when it ends.
 
-    Request ids and trace ids (s_take_request_id): the bus call carries a
-    16-byte trace id that every service on its way sees and passes on.
-    It is a W3C traceparent's trace-id when the client sent a valid one;
-    else the client's X-Request-Id itself when that is 32 hex digits, or
-    its BLAKE2b-128 hash (`b2sum -l 128`) when it is another valid id;
-    else a generated one, which is also the answer's X-Request-Id.
+    Request ids and trace ids: ids.c.
 */
 #include "http.h"
+#include "framing.h"
+#include "ids.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
 #include <netinet/in.h>
-#include <sodium.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
 #include <sys/socket.h>
-#include <sys/uio.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -223,77 +211,6 @@ s_send_bus_error (sb_rest_req_t *req, sb_code_t code, const char *message)
 /*  --------------------------------------------------------------------
     Request checks.  */
 
-static bool
-s_valid_request_id (const char *id)
-{
-    size_t length = strlen (id);
-    if (length == 0 || length > SB_REST_REQUEST_ID_MAX)
-        return false;
-    return strspn (id, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789._:-") == length;
-}
-
-/*  W3C Trace Context: "VV-TRACEID-PARENTID-FF", 2, 32, 16 and 2
-    lowercase hex digits.  Version ff is invalid; version 00 is exactly
-    these 55 characters, a later one may add fields after another '-'.
-    Neither id may be all zero.  Takes the trace-id into trace.  */
-static int
-s_parse_traceparent (const char *text, uint8_t trace [SB_TRACE_SIZE])
-{
-    static const char hex [] = "0123456789abcdef";
-    size_t length = strnlen (text, 513);
-    if (length < 55 || length > 512
-    ||  text [2] != '-' || text [35] != '-' || text [52] != '-'
-    ||  strspn (text, hex) != 2 || strspn (text + 3, hex) != 32
-    ||  strspn (text + 36, hex) != 16 || strspn (text + 53, hex) != 2
-    ||  !strncmp (text, "ff", 2)
-    ||  (!strncmp (text, "00", 2) ? length != 55 : length > 55 && text [55] != '-')
-    ||  strspn (text + 36, "0") >= 16)
-        return -1;
-    char trace_id [SB_TRACE_HEX_SIZE];
-    memcpy (trace_id, text + 3, 32);
-    trace_id [32] = 0;
-    return sb_trace_parse (trace_id, trace);     /* refuses all zero */
-}
-
-/*  Sets the answer's X-Request-Id and the call's trace id (see the file
-    comment).  An invalid header costs nothing but a count: the request
-    goes on with a generated id.  */
-static void
-s_take_request_id (sb_rest_req_t *req)
-{
-    sb_rest_bridge_t *bridge = req->bridge;
-    uint8_t trace [SB_TRACE_SIZE];
-    bool traced = false;
-    const char *parent = MHD_lookup_connection_value (req->connection, MHD_HEADER_KIND, "traceparent");
-    if (parent) {
-        traced = s_parse_traceparent (parent, trace) == 0;
-        if (!traced)
-            sb_rest_metrics_error (bridge->metrics, SB_REST_ERR_BAD_TRACEPARENT);
-    }
-    const char *given = MHD_lookup_connection_value (req->connection, MHD_HEADER_KIND, "X-Request-Id");
-    if (given && s_valid_request_id (given)) {
-        snprintf (req->request_id, sizeof req->request_id, "%s", given);
-        if (!traced && sb_trace_parse (given, trace) != 0)
-            crypto_generichash (trace, sizeof trace, (const unsigned char *) given, strlen (given),
-                                NULL, 0);
-    }
-    else {
-        if (given)
-            sb_rest_metrics_error (bridge->metrics, SB_REST_ERR_BAD_REQUEST_ID);
-        if (!traced) {
-            /*  Unique, not secret: a random prefix drawn at start and a
-                counter, so that a request costs no getrandom() call.  */
-            uint64_t count = __atomic_add_fetch (&bridge->request_count, 1, __ATOMIC_RELAXED);
-            for (int i = 0; i < 8; i++) {
-                trace [i] = (uint8_t) (bridge->request_prefix >> (56 - 8 * i));
-                trace [8 + i] = (uint8_t) (count >> (56 - 8 * i));
-            }
-        }
-        sb_trace_format (trace, req->request_id);
-    }
-    sb_trace_format (trace, req->trace);
-}
-
 /*  Sets cors_origin when the request's Origin is allowed.  */
 static void
 s_take_origin (sb_rest_req_t *req)
@@ -407,112 +324,22 @@ s_check_body_headers (sb_rest_req_t *req, bool require_json, enum MHD_Result *re
     return 0;
 }
 
-typedef struct {
-    unsigned lengths;                   /* Content-Length fields */
-    unsigned long long length;          /* the first one's value */
-    bool length_bad;                    /* one is not plain decimal */
-    bool lengths_differ;
-    bool encoded;                       /* a Transfer-Encoding field */
-    unsigned chunked;                   /* "chunked" codings */
-    bool chunked_not_last;
-    char other [32];                    /* the first other coding, or "" */
-} s_framing_t;
-
-/*  Trims optional white space (RFC 9110 section 5.6.3) off [*start, *end). */
-static void
-s_trim (const char **start, const char **end)
-{
-    while (*start < *end && (**start == ' ' || **start == '\t'))
-        (*start)++;
-    while (*end > *start && ((*end) [-1] == ' ' || (*end) [-1] == '\t'))
-        (*end)--;
-}
-
-static enum MHD_Result
-s_framing_field (void *cls, enum MHD_ValueKind kind, const char *key, const char *value)
-{
-    (void) kind;
-    s_framing_t *framing = cls;
-    if (!key || !value)
-        return MHD_YES;
-    if (!strcasecmp (key, MHD_HTTP_HEADER_CONTENT_LENGTH)) {
-        const char *start = value, *end = value + strlen (value);
-        s_trim (&start, &end);
-        size_t digits = (size_t) (end - start);
-        unsigned long long length = 0;
-        if (digits == 0 || digits > 19 || strspn (start, "0123456789") < digits)
-            framing->length_bad = true;
-        else
-            length = strtoull (start, NULL, 10);
-        if (framing->lengths++ == 0)
-            framing->length = length;
-        else
-        if (length != framing->length)
-            framing->lengths_differ = true;
-    }
-    else
-    if (!strcasecmp (key, MHD_HTTP_HEADER_TRANSFER_ENCODING)) {
-        framing->encoded = true;
-        const char *cursor = value;
-        while (*cursor) {
-            const char *start = cursor, *end = cursor + strcspn (cursor, ",");
-            cursor = *end ? end + 1 : end;
-            s_trim (&start, &end);
-            if (start == end)
-                continue;
-            if (framing->chunked)
-                framing->chunked_not_last = true;
-            if (end - start == 7 && !strncasecmp (start, "chunked", 7))
-                framing->chunked++;
-            else
-            if (!framing->other [0])
-                snprintf (framing->other, sizeof framing->other, "%.*s", (int) (end - start), start);
-        }
-    }
-    return MHD_YES;
-}
-
-/*  Refuses a request whose body cannot be delimited without doubt (see
-    the file comment): 400 or 501, Connection: close.  Returns 0 if the
-    framing is sound, else -1 with the refusal queued as s_authorize
-    does.  */
+/*  Refuses a request whose body cannot be delimited without doubt
+    (framing.c): 400 or 501, Connection: close.  Returns 0 if the framing
+    is sound, else -1 with the refusal queued as s_authorize does.  */
 static int
 s_check_framing (sb_rest_req_t *req, const char *version, enum MHD_Result *result)
 {
-    s_framing_t framing = { 0 };
-    MHD_get_connection_values (req->connection, MHD_HEADER_KIND, s_framing_field, &framing);
-    const char *why = NULL;
-    if (framing.encoded && framing.lengths)
-        why = "Content-Length and Transfer-Encoding together";
-    else
-    if (framing.length_bad)
-        why = "Content-Length is not a plain decimal number";
-    else
-    if (framing.lengths_differ)
-        why = "Content-Length values differ";
-    else
-    if (framing.encoded && !strcmp (version, MHD_HTTP_VERSION_1_0))
-        why = "Transfer-Encoding in an HTTP/1.0 request";
-    else
-    if (framing.encoded && !framing.other [0] && (framing.chunked != 1 || framing.chunked_not_last))
-        why = "Transfer-Encoding must end with chunked, once";
-    else
-    if (framing.other [0]) {
-        sb_rest_metrics_error (req->bridge->metrics, SB_REST_ERR_TRANSFER_ENCODING);
-        sb_rest_metrics_connection_closed (req->bridge->metrics, SB_REST_CLOSED_BAD_FRAMING);
-        char message [128];
-        snprintf (message, sizeof message, "Transfer-Encoding '%s' is not supported; only chunked is",
-                  framing.other);
-        *result = s_send_error (req, MHD_HTTP_NOT_IMPLEMENTED, "not_implemented", message,
-                                MHD_HTTP_HEADER_CONNECTION, "close");
-        return -1;
-    }
-    if (!why)
+    char why [128];
+    int status = sb_rest_framing_check (req->connection, version, why, sizeof why);
+    if (status == 0)
         return 0;
-    sb_rest_metrics_error (req->bridge->metrics, SB_REST_ERR_BAD_FRAMING);
+    sb_rest_metrics_error (req->bridge->metrics, status == MHD_HTTP_NOT_IMPLEMENTED
+                           ? SB_REST_ERR_TRANSFER_ENCODING : SB_REST_ERR_BAD_FRAMING);
     sb_rest_metrics_connection_closed (req->bridge->metrics, SB_REST_CLOSED_BAD_FRAMING);
-    *result = s_send_error (req, MHD_HTTP_BAD_REQUEST, sb_code_name (SB_E_BAD_REQUEST), why,
-                            MHD_HTTP_HEADER_CONNECTION, "close");
+    *result = s_send_error (req, status, status == MHD_HTTP_NOT_IMPLEMENTED
+                            ? "not_implemented" : sb_code_name (SB_E_BAD_REQUEST),
+                            why, MHD_HTTP_HEADER_CONNECTION, "close");
     return -1;
 }
 
@@ -605,7 +432,7 @@ s_route (sb_rest_req_t *req, const char *url, const char *http_method, const cha
     sb_rest_bridge_t *bridge = req->bridge;
     enum MHD_Result result = MHD_YES;
     bool get = !strcmp (http_method, MHD_HTTP_METHOD_GET);
-    s_take_request_id (req);
+    sb_rest_req_take_ids (req);
     s_take_origin (req);
     if (s_check_framing (req, version, &result))
         return result;
@@ -731,10 +558,10 @@ s_append (sb_rest_req_t *req, const char *data, size_t size)
     an answer only before the body is read or after all of it
     (MHD_queue_response refuses in between), and the rest could be
     gigabytes sent as slowly as the client likes.  So the 413 is written
-    to the socket here, its sending side shut down, and MHD_NO makes
-    libmicrohttpd close the connection.  Nothing else is being sent on it
-    (an answer goes out only once its request is read), so the send buffer
-    is empty and one non-blocking send() takes the small answer.  Bytes the
+    to the socket here (framing.c), its sending side shut down, and MHD_NO
+    makes libmicrohttpd close the connection.  Nothing else is being sent
+    on it (an answer goes out only once its request is read), so the send
+    buffer is empty and one non-blocking send() takes the answer.  Bytes the
     client sends after it make the kernel reset the connection on close;
     the 413 is in the client's receive buffer by then, and Linux lets it
     be read.  */
@@ -760,28 +587,16 @@ s_refuse_body (sb_rest_req_t *req)
         free (body);
         return MHD_NO;
     }
-    char date [64];
-    time_t now = time (NULL);
-    struct tm tm;
-    strftime (date, sizeof date, "%a, %d %b %Y %H:%M:%S GMT", gmtime_r (&now, &tm));
-    char cors [S_ORIGIN_MAX + 128] = "";
+    char headers [S_ORIGIN_MAX + 256];
+    snprintf (headers, sizeof headers, "Content-Type: application/json\r\nX-Request-Id: %s\r\n",
+              req->request_id);
     if (req->cors_origin)
-        snprintf (cors, sizeof cors, "Access-Control-Allow-Origin: %.*s\r\n"
-                  "Access-Control-Expose-Headers: X-Request-Id\r\n%s",
+        snprintf (headers + strlen (headers), sizeof headers - strlen (headers),
+                  "Access-Control-Allow-Origin: %.*s\r\nAccess-Control-Expose-Headers: X-Request-Id\r\n%s",
                   S_ORIGIN_MAX, req->cors_origin,
                   strcmp (req->cors_origin, "*") ? "Vary: Origin\r\n" : "");
-    char head [sizeof cors + 512];
-    int head_size = snprintf (head, sizeof head,
-        "HTTP/1.1 413 Content Too Large\r\nDate: %s\r\nConnection: close\r\n"
-        "Content-Type: application/json\r\nX-Request-Id: %s\r\n%sContent-Length: %zu\r\n\r\n",
-        date, req->request_id, cors, body_size);
-    struct iovec parts [2] = {
-        { head, (size_t) head_size }, { body, body_size }
-    };
-    struct msghdr answer = { .msg_iov = parts, .msg_iovlen = 2 };
-    ssize_t sent = sendmsg (info->connect_fd, &answer, MSG_NOSIGNAL | MSG_DONTWAIT);
-    (void) sent;                /* a short or failed send: the client left */
-    shutdown (info->connect_fd, SHUT_WR);
+    sb_rest_framing_answer (info->connect_fd, MHD_HTTP_CONTENT_TOO_LARGE, "Content Too Large",
+                            headers, body, body_size);
     free (body);
     return MHD_NO;
 }
