@@ -218,6 +218,10 @@ done
 raw "POST /v1/echo/echo HTTP/1.1\r\n${H}Transfer-Encoding: chunked\r\n\r\n1\r\n1\r\n0\r\n\r\n$NEXT"
 is "$(jget "$RAW" '.statuses|join(",")')" 200,200 "Transfer-Encoding: chunked alone, then a second request: both answered"
 
+# header_timeout covers the head only: a call that outlasts it is answered.
+post /v1/echo/sleep '{"ms":3000}'
+is "$STATUS" 200 "a call of 3 s, longer than header_timeout (2 s), is answered"
+
 # --- 2. a slow-header flood from 127.0.0.2 -------------------------------
 # 2,000 connections, one header byte each every second: past
 # connections_per_client (500) they are refused; the 500 admitted are
