@@ -156,8 +156,9 @@ sb_cmd_call (int argc, char **argv)
                 if (budget < 1)
                     budget = 1;
             }
-            if (sb_client_call_traced (client, service, dot + 1, body.data, body.size,
-                                       (int) budget, trace, &reply, &err) == 0) {
+            sb_call_options_t options = { .timeout_ms = (int) budget, .trace = trace,
+                                          .body = body.data, .body_size = body.size };
+            if (sb_call (client, service, dot + 1, &options, &reply, &err, NULL) == 0) {
                 status = sb_cli_print_json ("call", &reply->body) == 0
                        ? SB_EXIT_OK : SB_EXIT_FAILURE;
                 sb_reply_destroy (&reply);

@@ -94,7 +94,8 @@ SB_EXPORT int sb_error_set (sb_error_t *err, sb_code_t code, const char *fmt, ..
     - inside an event callback: the event's;
     - anywhere else (timers, fd watches, a client's own calls): a fresh
       random one.
-    The *_traced calls below carry the one given instead.  */
+    A call given `trace` in its options (sb_call_options_t) carries that
+    one instead.  */
 
 #define SB_TRACE_SIZE 16
 #define SB_TRACE_HEX_SIZE (2 * SB_TRACE_SIZE + 1)   /* 32 digits and a NUL */
@@ -189,7 +190,7 @@ SB_EXPORT const char *sb_request_method (const sb_request_t *req);
 SB_EXPORT int64_t sb_request_remaining_ms (const sb_request_t *req);
 /*  The W3C trace id (32 lowercase hex chars), or "" if the caller sent none.
     Calls the handler makes carry it unless told otherwise (see "Trace ids"
-    above); pass it to sb_actor_call_traced to keep it from a timer.  */
+    above); pass it in sb_call_options_t.trace to keep it from a timer.  */
 SB_EXPORT const char *sb_request_trace_id (const sb_request_t *req);
 /*  The instance that received the request.  */
 SB_EXPORT sb_actor_t *sb_request_actor (const sb_request_t *req);
@@ -230,14 +231,6 @@ typedef void (sb_reply_fn) (const msgpack_object *body, const sb_error_t *err, v
 SB_EXPORT int sb_actor_call (sb_actor_t *actor, const char *service, const char *method,
                              const void *body, size_t size, int timeout_ms,
                              sb_reply_fn *callback, void *arg, sb_error_t *err);
-
-/*  sb_actor_call carrying the trace id `trace` (32 hex digits; NULL: the
-    default, see "Trace ids").  -1 with err bad_request for a malformed
-    trace id.  */
-SB_EXPORT int sb_actor_call_traced (sb_actor_t *actor, const char *service, const char *method,
-                                    const void *body, size_t size, int timeout_ms,
-                                    const char *trace, sb_reply_fn *callback, void *arg,
-                                    sb_error_t *err);
 
 /*  Events.  Topics are dot-separated words (SB_NAME_TOPIC, see "Names");
     subscriptions match by prefix.  A NULL group subscribes this instance
@@ -335,18 +328,6 @@ SB_EXPORT int sb_client_call (sb_client_t *self, const char *service, const char
 SB_EXPORT int sb_client_call_async (sb_client_t *self, const char *service, const char *method,
                                     const void *body, size_t size, int timeout_ms,
                                     sb_reply_fn *callback, void *arg, sb_error_t *err);
-
-/*  The same two calls carrying the trace id `trace` (32 hex digits; NULL:
-    the default, see "Trace ids").  -1 with err bad_request for a malformed
-    trace id.  */
-SB_EXPORT int sb_client_call_traced (sb_client_t *self, const char *service, const char *method,
-                                     const void *body, size_t size, int timeout_ms,
-                                     const char *trace, sb_reply_t **reply_p,
-                                     sb_error_t *err) SB_WARN_UNUSED;
-SB_EXPORT int sb_client_call_async_traced (sb_client_t *self, const char *service,
-                                           const char *method, const void *body, size_t size,
-                                           int timeout_ms, const char *trace,
-                                           sb_reply_fn *callback, void *arg, sb_error_t *err);
 
 /*  Declares service.method safe to run twice (method "*": every method
     of the service).  Its calls then carry the idempotent flag, and a
@@ -452,6 +433,61 @@ SB_EXPORT int sb_method_schema_validate_request (const sb_method_schema_t *self,
 SB_EXPORT int sb_method_schema_validate_reply (const sb_method_schema_t *self,
                                                const msgpack_object *body,
                                                sb_error_t *err) SB_WARN_UNUSED;
+
+/*  --------------------------------------------------------------------
+    Calls with options: one way to call, from a client, from a handler
+    (with a continuation) or from an actor's timer.  The body is built
+    from a format (see "Bodies by format" below), or, with fmt NULL, is
+    options->body (encoded MessagePack, copied; NULL: nil).  */
+
+typedef struct {
+    /*  <= 0: inside a handler, the time its request has left; else the
+        client's default (5000).  A handler's call never outlives its
+        request: a larger value is cut to what the request has left.  */
+    int timeout_ms;
+    /*  32 hex digits; NULL: inherited (see "Trace ids").  A malformed one
+        is refused with bad_request.  */
+    const char *trace;
+    const void *body;           /* with fmt NULL */
+    size_t body_size;
+    void *reserved [6];         /* keep zero: metadata and flags to come */
+} sb_call_options_t;
+
+/*  Blocking call from a client: as sb_client_call.  options may be NULL.  */
+SB_EXPORT int sb_call (sb_client_t *self, const char *service, const char *method,
+                       const sb_call_options_t *options, sb_reply_t **reply_p, sb_error_t *err,
+                       const char *fmt, ...) SB_WARN_UNUSED;
+/*  Asynchronous call from a client: as sb_client_call_async.  */
+SB_EXPORT int sb_call_async (sb_client_t *self, const char *service, const char *method,
+                             const sb_call_options_t *options, sb_reply_fn *callback, void *arg,
+                             sb_error_t *err, const char *fmt, ...);
+/*  From an actor outside a handler (a timer, an fd watch): as
+    sb_actor_call.  */
+SB_EXPORT int sb_actor_call_with (sb_actor_t *actor, const char *service, const char *method,
+                                  const sb_call_options_t *options, sb_reply_fn *callback,
+                                  void *arg, sb_error_t *err, const char *fmt, ...);
+
+/*  A continuation: runs on the actor's thread when the call a handler
+    made with sb_request_call is answered (reply: the decoded body, err
+    NULL; or reply NULL and err why).  The request is still open: answer
+    it here (sb_reply_pack, sb_request_error...), or call again with
+    sb_request_call.  As for a handler, returning 0 without answering or
+    calling again replies nil, returning -1 answers internal.  */
+typedef int (sb_continue_fn) (sb_request_t *req, const msgpack_object *reply,
+                              const sb_error_t *err, void *arg);
+
+/*  From inside a handler or a continuation: calls service.method for
+    `req` and continues with next (req, reply, err, arg) when the answer
+    comes.  The request is deferred for you; the call inherits its trace
+    and its remaining time (options may shorten it); `next` always runs
+    exactly once (with a timeout error at the latest), so `arg` can be
+    freed there.  Returns 0, or -1 with the request answered (bad
+    arguments: internal, naming why) so that a handler can `return -1`.
+    If the request expired meanwhile, its caller has had `timeout`
+    already and what `next` answers is dropped.  */
+SB_EXPORT int sb_request_call (sb_request_t *req, const char *service, const char *method,
+                               const sb_call_options_t *options, sb_continue_fn *next,
+                               void *arg, const char *fmt, ...);
 
 /*  --------------------------------------------------------------------
     Bodies by format: read a MessagePack body into C variables, or write

@@ -15,6 +15,8 @@
 */
 #include "internal.h"
 
+#include <stdarg.h>
+
 #include <czmq.h>
 #include <errno.h>
 #include <string.h>
@@ -145,19 +147,11 @@ s_fill_slot (const void *data, size_t size, const sb_error_t *err, void *arg)
     slot->size = size;
 }
 
-int
-sb_client_call (sb_client_t *self, const char *service, const char *method,
-                const void *body, size_t size, int timeout_ms,
-                sb_reply_t **reply_p, sb_error_t *err)
-{
-    return sb_client_call_traced (self, service, method, body, size, timeout_ms,
-                                  NULL, reply_p, err);
-}
-
-int
-sb_client_call_traced (sb_client_t *self, const char *service, const char *method,
-                       const void *body, size_t size, int timeout_ms,
-                       const char *trace, sb_reply_t **reply_p, sb_error_t *err)
+/*  A blocking call under the trace id `trace` (NULL: the default).  */
+static int
+s_call (sb_client_t *self, const char *service, const char *method,
+        const void *body, size_t size, int timeout_ms,
+        const char *trace, sb_reply_t **reply_p, sb_error_t *err)
 {
     if (!self || !reply_p)
         return sb_error_set (err, SB_E_BAD_REQUEST, "no client or no reply pointer");
@@ -210,25 +204,93 @@ sb_client_call_traced (sb_client_t *self, const char *service, const char *metho
 }
 
 int
-sb_client_call_async (sb_client_t *self, const char *service, const char *method,
-                      const void *body, size_t size, int timeout_ms,
-                      sb_reply_fn *callback, void *arg, sb_error_t *err)
+sb_client_call (sb_client_t *self, const char *service, const char *method,
+                const void *body, size_t size, int timeout_ms,
+                sb_reply_t **reply_p, sb_error_t *err)
 {
-    return sb_client_call_async_traced (self, service, method, body, size, timeout_ms,
-                                        NULL, callback, arg, err);
+    return s_call (self, service, method, body, size, timeout_ms, NULL, reply_p, err);
 }
 
-int
-sb_client_call_async_traced (sb_client_t *self, const char *service, const char *method,
-                             const void *body, size_t size, int timeout_ms,
-                             const char *trace, sb_reply_fn *callback, void *arg,
-                             sb_error_t *err)
+/*  An asynchronous call under the trace id `trace` (NULL: the default). */
+static int
+s_call_async (sb_client_t *self, const char *service, const char *method,
+              const void *body, size_t size, int timeout_ms,
+              const char *trace, sb_reply_fn *callback, void *arg, sb_error_t *err)
 {
     if (!self || !callback)
         return sb_error_set (err, SB_E_BAD_REQUEST, "no client or no callback");
     return sb__peer_call_traced (self->peer, trace, service, method, body, size,
                                  timeout_ms > 0 ? timeout_ms : self->timeout_ms,
                                  callback, NULL, arg, NULL, err);
+}
+
+int
+sb_client_call_async (sb_client_t *self, const char *service, const char *method,
+                      const void *body, size_t size, int timeout_ms,
+                      sb_reply_fn *callback, void *arg, sb_error_t *err)
+{
+    return s_call_async (self, service, method, body, size, timeout_ms, NULL, callback, arg, err);
+}
+
+/*  The body of a call with options: packed from the format, or
+    options->body.  0 with *data and *size set (data may point into
+    `buffer`), or -1 with err.  */
+int
+sb__call_body (const sb_call_options_t *options, msgpack_sbuffer *buffer, const char *fmt,
+               va_list ap, const void **data, size_t *size, sb_error_t *err)
+{
+    if (!fmt) {
+        *data = options ? options->body : NULL;
+        *size = options && options->body ? options->body_size : 0;
+        return 0;
+    }
+    msgpack_packer pk;
+    msgpack_packer_init (&pk, buffer, msgpack_sbuffer_write);
+    if (sb_vpack (&pk, err, fmt, ap))
+        return -1;
+    *data = buffer->data;
+    *size = buffer->size;
+    return 0;
+}
+
+int
+sb_call (sb_client_t *self, const char *service, const char *method,
+         const sb_call_options_t *options, sb_reply_t **reply_p, sb_error_t *err,
+         const char *fmt, ...)
+{
+    msgpack_sbuffer buffer;
+    msgpack_sbuffer_init (&buffer);
+    const void *data;
+    size_t size;
+    va_list ap;
+    va_start (ap, fmt);
+    int rc = sb__call_body (options, &buffer, fmt, ap, &data, &size, err);
+    va_end (ap);
+    if (rc == 0)
+        rc = s_call (self, service, method, data, size, options ? options->timeout_ms : 0,
+                     options ? options->trace : NULL, reply_p, err);
+    msgpack_sbuffer_destroy (&buffer);
+    return rc;
+}
+
+int
+sb_call_async (sb_client_t *self, const char *service, const char *method,
+               const sb_call_options_t *options, sb_reply_fn *callback, void *arg,
+               sb_error_t *err, const char *fmt, ...)
+{
+    msgpack_sbuffer buffer;
+    msgpack_sbuffer_init (&buffer);
+    const void *data;
+    size_t size;
+    va_list ap;
+    va_start (ap, fmt);
+    int rc = sb__call_body (options, &buffer, fmt, ap, &data, &size, err);
+    va_end (ap);
+    if (rc == 0)
+        rc = s_call_async (self, service, method, data, size, options ? options->timeout_ms : 0,
+                           options ? options->trace : NULL, callback, arg, err);
+    msgpack_sbuffer_destroy (&buffer);
+    return rc;
 }
 
 int

@@ -225,17 +225,6 @@ sb_actor_call (sb_actor_t *actor, const char *service, const char *method,
 }
 
 int
-sb_actor_call_traced (sb_actor_t *actor, const char *service, const char *method,
-                      const void *body, size_t size, int timeout_ms, const char *trace,
-                      sb_reply_fn *callback, void *arg, sb_error_t *err)
-{
-    if (!actor || !actor->peer || !callback)
-        return sb_error_set (err, SB_E_BAD_REQUEST, "no actor or no callback");
-    return sb__peer_call_traced (actor->peer, trace, service, method, body, size, timeout_ms,
-                                 callback, NULL, arg, NULL, err);
-}
-
-int
 sb_actor_publish (sb_actor_t *actor, const char *topic, const void *body, size_t size)
 {
     if (!actor || !actor->peer)
@@ -406,6 +395,13 @@ s_actor_destroy (sb_actor_t **self_p)
     sb_actor_t *self = *self_p;
     if (!self)
         return;
+    /*  Calls still out are answered now, so that every callback and
+        continuation runs once (and frees what it holds).  */
+    if (self->peer) {
+        sb_error_t gone;
+        sb_error_set (&gone, SB_E_UNAVAILABLE, "the service instance stopped");
+        sb_peer_fail_all (self->peer, &gone);
+    }
     sb_discovery_destroy (&self->discovery);
     sb_peer_destroy (&self->peer);
     zlistx_destroy (&self->timers);

@@ -39,6 +39,8 @@ struct sb_request {
     bool in_handler;
     const msgpack_object *body;     /* the decoded request, during the handler */
     bool deferred;
+    uint64_t serial;                /* unique for the actor's life (continuations) */
+    int calls;                      /* sb_request_call continuations pending */
     bool closed;                    /* answered */
     bool expired;                   /* answered by the runtime for the plugin */
     void *deferred_handle;          /* in actor->deferred */
@@ -82,6 +84,7 @@ struct sb_actor {
     msgpack_zone zone;              /* decodes request bodies */
     bool zone_ready;
     sb_request_t *spares;           /* freed requests, for reuse */
+    uint64_t request_serial;
     size_t nspares;
 };
 

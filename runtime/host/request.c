@@ -61,6 +61,7 @@ sb__request_new (sb_actor_t *self)
         msgpack_sbuffer_init (&req->buffer);
     }
     req->actor = self;
+    req->serial = ++self->request_serial;
     msgpack_packer_init (&req->packer, &req->buffer, msgpack_sbuffer_write);
     return req;
 }

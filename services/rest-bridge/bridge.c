@@ -159,8 +159,10 @@ s_dispatch (sb_rest_bridge_t *self, sb_rest_req_t *req)
     }
     sb_error_t err = { SB_OK, "" };
     s_active_add (self, req);
-    if (sb_actor_call_traced (self->actor, service, method, body, size, timeout_ms,
-                              req->trace, s_on_reply, req, &err) != 0) {
+    sb_call_options_t options = { .timeout_ms = timeout_ms, .trace = req->trace,
+                                  .body = body, .body_size = size };
+    if (sb_actor_call_with (self->actor, service, method, &options, s_on_reply, req, &err,
+                            NULL) != 0) {
         s_active_remove (self, req);
         sb_rest_metrics_error (self->metrics, SB_REST_ERR_CALL_FAILED);
         sb_rest_req_fail (req, err.code != SB_OK ? err.code : SB_E_INTERNAL,

@@ -266,11 +266,13 @@ s_fake_broker_tests (void)
          && sb_trace_parse (NULL, upper) == -1, "sb_trace_parse refuses all zero, short, long, non-hex");
     answer_t refused = { 0 };
     sb_error_t bad = { 0 };
-    tap_ok (sb_client_call_async_traced (client, "svc", "m", NULL, 0, 4000, "xyz", s_answer, &refused, &bad) == -1
+    sb_call_options_t bad_trace = { .timeout_ms = 4000, .trace = "xyz" };
+    tap_ok (sb_call_async (client, "svc", "m", &bad_trace, s_answer, &refused, &bad, NULL) == -1
          && bad.code == SB_E_BAD_REQUEST && refused.calls == 0 && sb_client_pending (client) == 0,
             "a malformed trace id is refused at once (%s)", bad.text);
     chain_t chain = { client, { 0 }, 0 };
-    tap_ok (sb_client_call_async_traced (client, "svc", "m", NULL, 0, 4000, hex, s_chain, &chain, &err) == 0,
+    sb_call_options_t traced = { .timeout_ms = 4000, .trace = hex };
+    tap_ok (sb_call_async (client, "svc", "m", &traced, s_chain, &chain, &err, NULL) == 0,
             "traced async call accepted");
     rc = s_recv_request (router, client, &msg, &h);
     tap_ok (rc == 0 && !memcmp (h.trace, given, 16), "it carries the given trace id");

@@ -338,9 +338,10 @@ s_trace_later (void *arg)
     later_t *later = arg;
     sb_request_t *req = later->req;
     sb_error_t err;
-    int rc = sb_actor_call_traced (sb_request_actor (req), "calc", "info", NULL, 0, 2000,
-                                   later->traced ? sb_request_trace_id (req) : NULL,
-                                   s_traced_reply, req, &err);
+    sb_call_options_t options = { .timeout_ms = 2000,
+                                  .trace = later->traced ? sb_request_trace_id (req) : NULL };
+    int rc = sb_actor_call_with (sb_request_actor (req), "calc", "info", &options,
+                                 s_traced_reply, req, &err, NULL);
     if (rc)
         sb_request_error (req, err.code, "%s", err.text);
     free (later);
@@ -362,8 +363,51 @@ s_trace (sb_request_t *req, const msgpack_object *body, void *state)
     return sb_actor_after (sb_request_actor (req), 1, s_trace_later, later);
 }
 
+/*  front.chain {"x": N, "to": S?, "sleep": MS?} -> {"x": N, "hops": 2}:
+    calls S.echo (default calc) with sb_request_call, then from the
+    continuation calls it again with the reply, then answers; with
+    "sleep" it first calls calc.sleep, so the request's own deadline
+    cuts the inner call short.  Everything by format, no heap of ours. */
+static int
+s_chain_second (sb_request_t *req, const msgpack_object *reply, const sb_error_t *err, void *arg)
+{
+    if (err)
+        return sb_request_error (req, err->code, "second hop: %s", err->text);
+    int64_t x = 0;
+    if (sb_unpack (reply, NULL, "{s:I}", "x", &x))
+        return -1;
+    return sb_reply_pack (req, "{s:I, s:i}", "x", x, "hops", 2);
+}
+
+static int
+s_chain_first (sb_request_t *req, const msgpack_object *reply, const sb_error_t *err, void *arg)
+{
+    if (err)
+        return sb_request_error (req, err->code, "first hop: %s", err->text);
+    int64_t x = 0;
+    if (sb_unpack (reply, NULL, "{s:I}", "x", &x))
+        return -1;
+    return sb_request_call (req, "calc", "echo", NULL, s_chain_second, NULL,
+                            "{s:I}", "x", x);
+}
+
+static int
+s_chain (sb_request_t *req, const msgpack_object *body, void *state)
+{
+    int64_t x = 0, sleep_ms = -1;
+    char to [65] = "calc";
+    if (sb_request_unpack (req, "{s:I, s?:s, s?:I}", "x", &x, "to", to, sizeof to,
+                           "sleep", &sleep_ms))
+        return -1;
+    if (sleep_ms >= 0)
+        return sb_request_call (req, "calc", "sleep", NULL, s_chain_first, NULL,
+                                "{s:I}", "ms", sleep_ms);
+    return sb_request_call (req, to, "echo", NULL, s_chain_first, NULL, "{s:I}", "x", x);
+}
+
 static const sb_method_t s_front_methods [] = {
     { "relay", s_relay, 0 },
+    { "chain", s_chain, 0 },
     { "trace", s_trace, 0 },
     { NULL, NULL, 0 }
 };
@@ -582,14 +626,40 @@ main (void)
     tap_ok (rc == -1 && err.code == SB_E_NOT_FOUND, "an error of the inner call reaches the outer caller (%s)",
             err.text);
 
+    /*  sb_request_call: two hops by continuation, formats both ways.  */
+    rc = sb_call (client, "front", "chain", NULL, &reply, &err, "{s:I}", "x", (int64_t) 41);
+    int64_t got_x = 0, hops = 0;
+    tap_ok (rc == 0 && sb_unpack (&reply->body, &err, "{s:I, s:I}", "x", &got_x, "hops", &hops) == 0
+            && got_x == 41 && hops == 2,
+            "front.chain calls calc.echo twice by continuation and answers (%s)", rc ? err.text : "ok");
+    if (rc == 0)
+        sb_reply_destroy (&reply);
+    rc = sb_call (client, "front", "chain", NULL, &reply, &err, "{s:I, s:s}", "x", (int64_t) 1,
+                  "to", "nobody");
+    tap_ok (rc == -1 && err.code == SB_E_NOT_FOUND && strstr (err.text, "first hop"),
+            "the continuation gets the inner call's error and answers with it (%s)", err.text);
+    rc = sb_call (client, "front", "chain", NULL, &reply, &err, "{s:s}", "x", "one");
+    tap_ok (rc == -1 && err.code == SB_E_BAD_REQUEST && strcmp (err.text, "$.x: expected integer, got string") == 0,
+            "sb_request_unpack answered bad_request with the path (%s)", err.text);
+    int64_t chain_started = zclock_mono ();
+    sb_call_options_t short_call = { .timeout_ms = 500 };
+    rc = sb_call (client, "front", "chain", &short_call, &reply, &err, "{s:I, s:I}", "x", (int64_t) 1,
+                  "sleep", (int64_t) 3000);
+    int64_t chain_took = zclock_mono () - chain_started;
+    tap_ok (rc == -1 && err.code == SB_E_TIMEOUT && chain_took < 2500,
+            "the inner call inherits the request's 500 ms: timeout after %lld ms (%s)",
+            (long long) chain_took, err.text);
+
     /*  Trace ids: a given one reaches the handler; the calls it makes
         inherit it, those made from a timer do not unless given it.  */
     static const char hex [] = "0af7651916cd43dd8448eb211c80319c";
-    rc = sb_client_call_traced (client, "calc", "info", NULL, 0, 2000, hex, &reply, &err);
+    sb_call_options_t traced = { .timeout_ms = 2000, .trace = hex };
+    rc = sb_call (client, "calc", "info", &traced, &reply, &err, NULL);
     tap_ok (rc == 0 && s_str_is (s_get (&reply->body, "trace"), hex),
-            "sb_client_call_traced: the handler sees the given trace id");
+            "sb_call with a trace: the handler sees the given trace id");
     sb_reply_destroy (&reply);
-    rc = sb_client_call_traced (client, "calc", "info", NULL, 0, 2000, "0af7", &reply, &err);
+    sb_call_options_t bad_trace = { .timeout_ms = 2000, .trace = "0af7" };
+    rc = sb_call (client, "calc", "info", &bad_trace, &reply, &err, NULL);
     tap_ok (rc == -1 && err.code == SB_E_BAD_REQUEST && reply == NULL,
             "a malformed trace id is refused (%s)", err.text);
     const char *hows [] = { "inherit", "timer", "timer_traced" };
@@ -600,7 +670,9 @@ main (void)
         msgpack_pack_map (&pk, 1);
         msgpack_pack_str_with_body (&pk, "how", 3);
         msgpack_pack_str_with_body (&pk, hows [i], strlen (hows [i]));
-        rc = sb_client_call_traced (client, "front", "trace", buf.data, buf.size, 3000, hex, &reply, &err);
+        sb_call_options_t options = { .timeout_ms = 3000, .trace = hex,
+                                      .body = buf.data, .body_size = buf.size };
+        rc = sb_call (client, "front", "trace", &options, &reply, &err, NULL);
         const msgpack_object *theirs = rc == 0 ? s_get (&reply->body, "theirs") : NULL;
         tap_ok (rc == 0 && s_str_is (s_get (&reply->body, "mine"), hex)
              && theirs && theirs->type == MSGPACK_OBJECT_STR && theirs->via.str.size == 32
