@@ -144,6 +144,15 @@ typedef struct sb_config sb_config_t;     /* the service's configuration */
 
 /*  Method flags, announced to the broker.  */
 #define SB_METHOD_IDEMPOTENT 0x01   /* safe to run twice: the bus may retry it */
+/*  The handler blocks (a database, a file): it runs on a worker thread
+    of its instance instead of the instance's own, which keeps serving
+    its other methods, timers and calls meanwhile.  The service's config
+    key `workers` (default 1) sets how many such handlers of one instance
+    run at once; with more than 1 they share `state` concurrently, so
+    protect it.  A blocking handler reads and answers its request as usual
+    (unpack, reply, error) but cannot defer it, call or publish:
+    sb_request_actor returns NULL there.  */
+#define SB_METHOD_BLOCKING 0x02
 
 /*  A handler.  `body` is the decoded request, borrowed from the frame: it
     is valid only until the handler returns (copy what you keep).  It is

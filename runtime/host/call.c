@@ -98,9 +98,11 @@ sb_request_call (sb_request_t *req, const char *service, const char *method,
                  const sb_call_options_t *options, sb_continue_fn *next, void *arg,
                  const char *fmt, ...)
 {
-    if (!req || req->closed || !next) {
+    if (!req || req->closed || !next || req->shadow) {
         if (req && !req->closed)
-            sb_request_error (req, SB_E_INTERNAL, "sb_request_call without a continuation");
+            sb_request_error (req, SB_E_INTERNAL, req->shadow
+                              ? "sb_request_call from a blocking handler (it runs off the actor)"
+                              : "sb_request_call without a continuation");
         return -1;
     }
     int64_t left = sb_request_remaining_ms (req);

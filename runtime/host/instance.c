@@ -143,13 +143,25 @@ s_on_request (sb_link_t *link, const sb_header_t *h, zmq_msg_t *body, void *arg)
     }
 
     /*  Calls the handler makes stay in the request's trace.  */
-    sb_peer_set_trace (self->peer, req->has_trace ? req->trace : NULL);
-    req->in_handler = true;
-    req->body = &obj;
-    int rc = method->handler (req, &obj, self->state);
-    req->body = NULL;
-    req->in_handler = false;
-    sb_peer_set_trace (self->peer, NULL);
+    int rc = 0;
+    if (method->flags & SB_METHOD_BLOCKING) {
+        /*  Off to the pool with a copy of its body; answered from there. */
+        if (sb__pool_submit (self, req, zmq_msg_data (body), zmq_msg_size (body)) == 0)
+            req->deferred = true;
+        else {
+            sb__request_answer (req, NULL, SB_E_OVERLOADED, "the blocking work queue is full");
+            req->closed = true;
+        }
+    }
+    else {
+        sb_peer_set_trace (self->peer, req->has_trace ? req->trace : NULL);
+        req->in_handler = true;
+        req->body = &obj;
+        rc = method->handler (req, &obj, self->state);
+        req->body = NULL;
+        req->in_handler = false;
+        sb_peer_set_trace (self->peer, NULL);
+    }
     msgpack_zone_clear (&self->zone);
     zmq_msg_close (&plain);
 
@@ -364,6 +376,8 @@ s_actor_new (sb_instance_t *inst, sb_error_t *err)
         self->schemas [i] = sb_schema_set_find (inst->options.schemas, service->name,
                                                 service->methods [i].name);
     self->validate_replies = inst->options.validate_replies;
+    const char *workers = inst->config ? sb_config_get (inst->config, "workers") : NULL;
+    self->workers = workers ? atoi (workers) : 1;
 
     /*  Peer name: service-instance-pid, cut to a wire name's length.  */
     char name [SB_NAME_MAX + 32];
@@ -395,6 +409,7 @@ s_actor_destroy (sb_actor_t **self_p)
     sb_actor_t *self = *self_p;
     if (!self)
         return;
+    sb__pool_destroy (&self->pool);
     /*  Calls still out are answered now, so that every callback and
         continuation runs once (and frees what it holds).  */
     if (self->peer) {

@@ -40,6 +40,11 @@ struct sb_request {
     const msgpack_object *body;     /* the decoded request, during the handler */
     bool deferred;
     uint64_t serial;                /* unique for the actor's life (continuations) */
+    /*  A shadow is the copy a blocking handler answers on a worker
+        thread (pool.c): its answer is kept here, not sent.  */
+    bool shadow;
+    sb_code_t shadow_code;
+    char shadow_text [SB_TEXT_MAX + 1];
     int calls;                      /* sb_request_call continuations pending */
     bool closed;                    /* answered */
     bool expired;                   /* answered by the runtime for the plugin */
@@ -85,6 +90,8 @@ struct sb_actor {
     bool zone_ready;
     sb_request_t *spares;           /* freed requests, for reuse */
     uint64_t request_serial;
+    int workers;                    /* threads of the blocking pool (config `workers`) */
+    struct sb_pool *pool;           /* NULL until the first blocking request */
     size_t nspares;
 };
 
@@ -111,5 +118,14 @@ void sb__request_free (sb_request_t *req);
     the error code and text.  */
 void sb__request_answer (sb_request_t *req, msgpack_sbuffer *buffer, sb_code_t code,
                          const char *text);
+
+/*  pool.c: runs a SB_METHOD_BLOCKING request's handler on a worker
+    thread (a copy of its body); the answer comes back on the actor's
+    thread for the deferred request `req`.  0, or -1 when the pool cannot
+    take it (queue full, no thread).  */
+typedef struct sb_pool sb_pool_t;
+int sb__pool_submit (sb_actor_t *actor, sb_request_t *req, const void *body, size_t size);
+/*  Joins the workers (each finishes its handler), drops what is left.  */
+void sb__pool_destroy (sb_pool_t **self_p);
 
 #endif

@@ -99,7 +99,7 @@ sb_plugin_validate (const sb_service_t *service, char *reason, size_t size)
             snprintf (reason, size, "invalid descriptor: method '%s' has no handler", method->name);
             return -1;
         }
-        if (method->flags & ~(unsigned) SB_METHOD_IDEMPOTENT) {
+        if (method->flags & ~(unsigned) (SB_METHOD_IDEMPOTENT | SB_METHOD_BLOCKING)) {
             snprintf (reason, size, "invalid descriptor: method '%s' has unknown flags 0x%x",
                       method->name, method->flags);
             return -1;

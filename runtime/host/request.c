@@ -97,6 +97,17 @@ s_free_sbuffer (void *data, void *hint)
 void
 sb__request_answer (sb_request_t *req, msgpack_sbuffer *buffer, sb_code_t code, const char *text)
 {
+    if (req->shadow) {
+        req->shadow_code = code;
+        snprintf (req->shadow_text, sizeof req->shadow_text, "%s", text ? text : "");
+        if (code == SB_OK && buffer && buffer != &req->buffer) {
+            msgpack_sbuffer_clear (&req->buffer);
+            msgpack_sbuffer_write (&req->buffer, buffer->data, buffer->size);
+        }
+        if (code == SB_OK && !buffer)
+            msgpack_sbuffer_clear (&req->buffer);
+        return;
+    }
     sb_link_t *link = sb_peer_link (req->actor->peer, req->link_id);
     if (!link)
         return;                     /* broker gone: it answers for us */
@@ -276,7 +287,7 @@ sb__request_body (const sb_request_t *req)
 sb_request_t *
 sb_request_defer (sb_request_t *req)
 {
-    if (!req || req->closed)
+    if (!req || req->closed || req->shadow)
         return NULL;
     req->deferred = true;
     return req;
@@ -324,6 +335,6 @@ sb_request_trace_id (const sb_request_t *req)
 sb_actor_t *
 sb_request_actor (const sb_request_t *req)
 {
-    return req->actor;
+    return req && !req->shadow ? req->actor : NULL;
 }
 

@@ -243,7 +243,40 @@ s_calc_fini (void *state)
     s_fini_ran = 1;
 }
 
+/*  calc.block {"ms": N} -> {"slept": N, "actor": false}: a blocking
+    handler (SB_METHOD_BLOCKING) that really blocks, on a worker thread;
+    "actor" says whether it was given the actor (it must not be).  */
+static int
+s_block (sb_request_t *req, const msgpack_object *body, void *state)
+{
+    int64_t ms = 0;
+    if (sb_request_unpack (req, "{s:I}", "ms", &ms))
+        return -1;
+    if (ms < 0 || ms > 10000)
+        return sb_request_error (req, SB_E_BAD_REQUEST, "ms must be 0..10000");
+    usleep ((useconds_t) ms * 1000);
+    return sb_reply_pack (req, "{s:I, s:b}", "slept", ms, "actor", sb_request_actor (req) != NULL);
+}
+
+typedef struct {
+    int calls;
+    sb_code_t code;
+    int64_t slept;
+    bool actor;
+} blocked_t;
+
+static void
+s_blocked (const msgpack_object *body, const sb_error_t *err, void *arg)
+{
+    blocked_t *b = arg;
+    b->calls++;
+    b->code = err ? err->code : SB_OK;
+    if (!err && sb_unpack (body, NULL, "{s:I, s:b}", "slept", &b->slept, "actor", &b->actor))
+        b->code = SB_E_INTERNAL;
+}
+
 static const sb_method_t s_calc_methods [] = {
+    { "block", s_block, SB_METHOD_BLOCKING },
     { "echo", s_echo, SB_METHOD_IDEMPOTENT },
     { "nothing", s_nothing, 0 },
     { "fail", s_fail, 0 },
@@ -625,6 +658,25 @@ main (void)
     rc = sb_client_call (client, "front", "relay", buf.data, buf.size, 3000, &reply, &err);
     tap_ok (rc == -1 && err.code == SB_E_NOT_FOUND, "an error of the inner call reaches the outer caller (%s)",
             err.text);
+
+    /*  A blocking handler runs off the actor: calc keeps answering.  */
+    {
+        blocked_t slow = { 0, SB_OK, 0, true };
+        int64_t t0 = zclock_mono ();
+        rc = sb_call_async (client, "calc", "block", NULL, s_blocked, &slow, &err, "{s:I}", "ms", (int64_t) 800);
+        tap_ok (rc == 0, "calc.block (800 ms, blocking) sent");
+        sb_reply_t *quick = NULL;
+        rc = sb_call (client, "calc", "echo", NULL, &quick, &err, "{s:i}", "x", 1);
+        int64_t quick_ms = zclock_mono () - t0;
+        tap_ok (rc == 0 && quick_ms < 600,
+                "calc.echo answers in %lld ms while calc.block blocks its worker", (long long) quick_ms);
+        if (rc == 0)
+            sb_reply_destroy (&quick);
+        while (slow.calls == 0 && zclock_mono () - t0 < 5000)
+            sb_client_dispatch (client, 100);
+        tap_ok (slow.calls == 1 && slow.code == SB_OK && slow.slept == 800 && !slow.actor,
+                "calc.block answers from its worker thread, where the actor is not reachable");
+    }
 
     /*  sb_request_call: two hops by continuation, formats both ways.  */
     rc = sb_call (client, "front", "chain", NULL, &reply, &err, "{s:I}", "x", (int64_t) 41);
