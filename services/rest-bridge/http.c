@@ -30,6 +30,7 @@
 #include "http.h"
 #include "framing.h"
 #include "ids.h"
+#include "params.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
@@ -606,6 +607,7 @@ typedef struct {
     const sb_rest_match_t *match;
     size_t count;
     bool counting;
+    const sb_rest_types_t *types;
 } s_args_t;
 
 static bool
@@ -633,7 +635,7 @@ s_query_arg (void *cls, enum MHD_ValueKind kind, const char *key, const char *va
     args->count++;
     if (!args->counting) {
         s_pack_str (args->packer, key, strlen (key));
-        s_pack_str (args->packer, value ? value : "", value ? strlen (value) : 0);
+        sb_rest_types_pack (args->types, args->packer, key, value ? value : "");
     }
     return MHD_YES;
 }
@@ -664,7 +666,9 @@ s_alias_body (sb_rest_req_t *req, sb_error_t *err)
     }
     msgpack_packer packer;
     msgpack_packer_init (&packer, &req->body, msgpack_sbuffer_write);
-    s_args_t args = { &packer, match, 0, true };
+    sb_rest_types_t types;
+    sb_rest_types_init (&types, req->bridge->schemas, match->service, match->method);
+    s_args_t args = { &packer, match, 0, true, &types };
     size_t extra = 0;
     if (members) {
         for (uint32_t i = 0; i < members->size; i++) {
@@ -678,7 +682,7 @@ s_alias_body (sb_rest_req_t *req, sb_error_t *err)
     msgpack_pack_map (&packer, match->params_size + extra + args.count);
     for (size_t i = 0; i < match->params_size; i++) {
         s_pack_str (&packer, match->names [i], strlen (match->names [i]));
-        s_pack_str (&packer, match->values [i], strlen (match->values [i]));
+        sb_rest_types_pack (&types, &packer, match->names [i], match->values [i]);
     }
     if (members) {
         for (uint32_t i = 0; i < members->size; i++) {
@@ -694,6 +698,7 @@ s_alias_body (sb_rest_req_t *req, sb_error_t *err)
         args.counting = false;
         MHD_get_connection_values (req->connection, MHD_GET_ARGUMENT_KIND, s_query_arg, &args);
     }
+    sb_rest_types_fini (&types);
 done:
     msgpack_unpacked_destroy (&unpacked);
     msgpack_sbuffer_destroy (&json);

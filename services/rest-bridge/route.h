@@ -8,7 +8,8 @@
 
     for example `GET /users/{id} users.get; POST /users users.create`.
     A request that matches calls service.method with a JSON object body
-    made of its path parameters (as strings), then, for GET and DELETE,
+    made of its path parameters (typed by the method's request schema,
+    params.h), then, for GET and DELETE,
     its query arguments, or for POST, PUT and PATCH, the members of its
     JSON object body; path parameters win over members of the same name.
     The table is built once at start and only read after.
