@@ -31,6 +31,7 @@
 #include "wire/name.h"
 #include "wire/frame.h"
 #include "schema/path.h"
+#include "schema/format.h"
 #include "schema/schema.h"
 #include "security/keys.h"
 #include "security/cert.h"

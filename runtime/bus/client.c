@@ -232,44 +232,20 @@ sb_client_call_async (sb_client_t *self, const char *service, const char *method
     return s_call_async (self, service, method, body, size, timeout_ms, NULL, callback, arg, err);
 }
 
-/*  The body of a call with options: packed from the format, or
-    options->body.  0 with *data and *size set (data may point into
-    `buffer`), or -1 with err.  */
-int
-sb__call_body (const sb_call_options_t *options, msgpack_sbuffer *buffer, const char *fmt,
-               va_list ap, const void **data, size_t *size, sb_error_t *err)
-{
-    if (!fmt) {
-        *data = options ? options->body : NULL;
-        *size = options && options->body ? options->body_size : 0;
-        return 0;
-    }
-    msgpack_packer pk;
-    msgpack_packer_init (&pk, buffer, msgpack_sbuffer_write);
-    if (sb_vpack (&pk, err, fmt, ap))
-        return -1;
-    *data = buffer->data;
-    *size = buffer->size;
-    return 0;
-}
-
 int
 sb_call (sb_client_t *self, const char *service, const char *method,
          const sb_call_options_t *options, sb_reply_t **reply_p, sb_error_t *err,
          const char *fmt, ...)
 {
-    msgpack_sbuffer buffer;
-    msgpack_sbuffer_init (&buffer);
-    const void *data;
-    size_t size;
+    sb__body_t body;
     va_list ap;
     va_start (ap, fmt);
-    int rc = sb__call_body (options, &buffer, fmt, ap, &data, &size, err);
+    int rc = sb__body_make (&body, options, fmt, ap, err);
     va_end (ap);
     if (rc == 0)
-        rc = s_call (self, service, method, data, size, options ? options->timeout_ms : 0,
+        rc = s_call (self, service, method, body.data, body.size, options ? options->timeout_ms : 0,
                      options ? options->trace : NULL, reply_p, err);
-    msgpack_sbuffer_destroy (&buffer);
+    sb__body_free (&body);
     return rc;
 }
 
@@ -278,18 +254,16 @@ sb_call_async (sb_client_t *self, const char *service, const char *method,
                const sb_call_options_t *options, sb_reply_fn *callback, void *arg,
                sb_error_t *err, const char *fmt, ...)
 {
-    msgpack_sbuffer buffer;
-    msgpack_sbuffer_init (&buffer);
-    const void *data;
-    size_t size;
+    sb__body_t body;
     va_list ap;
     va_start (ap, fmt);
-    int rc = sb__call_body (options, &buffer, fmt, ap, &data, &size, err);
+    int rc = sb__body_make (&body, options, fmt, ap, err);
     va_end (ap);
     if (rc == 0)
-        rc = s_call_async (self, service, method, data, size, options ? options->timeout_ms : 0,
-                           options ? options->trace : NULL, callback, arg, err);
-    msgpack_sbuffer_destroy (&buffer);
+        rc = s_call_async (self, service, method, body.data, body.size,
+                           options ? options->timeout_ms : 0, options ? options->trace : NULL,
+                           callback, arg, err);
+    sb__body_free (&body);
     return rc;
 }
 

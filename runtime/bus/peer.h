@@ -163,11 +163,4 @@ int sb__peer_call_traced (sb_peer_t *peer, const char *trace,
                           uint64_t *id_p, sb_error_t *err);
 
 
-/*  The body of a call given options and a format (fmt NULL: the
-    options' raw body): *data and *size, pointing into `buffer` when
-    packed.  0, or -1 with err (a bad format).  Shared by the client's
-    and the actor's calls.  */
-int sb__call_body (const sb_call_options_t *options, msgpack_sbuffer *buffer, const char *fmt,
-                   va_list ap, const void **data, size_t *size, sb_error_t *err);
-
 #endif

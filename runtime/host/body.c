@@ -50,41 +50,30 @@ sb_reply_pack (sb_request_t *req, const char *fmt, ...)
     return sb_reply_send (req);
 }
 
-/*  Packs the format into `buffer`; 0 or -1.  */
-static int
-s_pack_body (msgpack_sbuffer *buffer, const char *fmt, va_list ap)
-{
-    msgpack_packer pk;
-    msgpack_packer_init (&pk, buffer, msgpack_sbuffer_write);
-    return sb_vpack (&pk, NULL, fmt, ap);
-}
-
 int
 sb_actor_publish_pack (sb_actor_t *actor, const char *topic, const char *fmt, ...)
 {
-    msgpack_sbuffer buffer;
-    msgpack_sbuffer_init (&buffer);
+    sb__body_t body;
     va_list ap;
     va_start (ap, fmt);
-    int rc = s_pack_body (&buffer, fmt, ap);
+    int rc = sb__body_make (&body, NULL, fmt, ap, NULL);
     va_end (ap);
     if (rc == 0)
-        rc = sb_actor_publish (actor, topic, buffer.data, buffer.size);
-    msgpack_sbuffer_destroy (&buffer);
+        rc = sb_actor_publish (actor, topic, body.data, body.size);
+    sb__body_free (&body);
     return rc;
 }
 
 int
 sb_client_publish_pack (sb_client_t *self, const char *topic, const char *fmt, ...)
 {
-    msgpack_sbuffer buffer;
-    msgpack_sbuffer_init (&buffer);
+    sb__body_t body;
     va_list ap;
     va_start (ap, fmt);
-    int rc = s_pack_body (&buffer, fmt, ap);
+    int rc = sb__body_make (&body, NULL, fmt, ap, NULL);
     va_end (ap);
     if (rc == 0)
-        rc = sb_client_publish (self, topic, buffer.data, buffer.size);
-    msgpack_sbuffer_destroy (&buffer);
+        rc = sb_client_publish (self, topic, body.data, body.size);
+    sb__body_free (&body);
     return rc;
 }

@@ -33,19 +33,16 @@ sb_actor_call_with (sb_actor_t *actor, const char *service, const char *method,
 {
     if (!actor || !actor->peer || !callback)
         return sb_error_set (err, SB_E_BAD_REQUEST, "no actor or no callback");
-    msgpack_sbuffer buffer;
-    msgpack_sbuffer_init (&buffer);
-    const void *data;
-    size_t size;
+    sb__body_t body;
     va_list ap;
     va_start (ap, fmt);
-    int rc = sb__call_body (options, &buffer, fmt, ap, &data, &size, err);
+    int rc = sb__body_make (&body, options, fmt, ap, err);
     va_end (ap);
     if (rc == 0)
         rc = sb__peer_call_traced (actor->peer, options ? options->trace : NULL, service, method,
-                                   data, size, options ? options->timeout_ms : 0,
+                                   body.data, body.size, options ? options->timeout_ms : 0,
                                    callback, NULL, arg, NULL, err);
-    msgpack_sbuffer_destroy (&buffer);
+    sb__body_free (&body);
     return rc;
 }
 
@@ -120,22 +117,20 @@ sb_request_call (sb_request_t *req, const char *service, const char *method,
         return -1;
     }
     *c = (s_continuation_t) { req->actor, req, req->serial, next, arg };
-    msgpack_sbuffer buffer;
-    msgpack_sbuffer_init (&buffer);
-    const void *data;
-    size_t size;
+    sb__body_t body;
     sb_error_t err = { 0 };
     va_list ap;
     va_start (ap, fmt);
-    int rc = sb__call_body (options, &buffer, fmt, ap, &data, &size, &err);
+    int rc = sb__body_make (&body, options, fmt, ap, &err);
     va_end (ap);
     /*  Deferred before the call: a reply can only come on a later turn of
         the loop, but the request must be findable by then.  */
     sb_request_defer (req);
     if (rc == 0)
         rc = sb__peer_call_traced (req->actor->peer, options ? options->trace : NULL, service,
-                                   method, data, size, timeout_ms, s_continue, NULL, c, NULL, &err);
-    msgpack_sbuffer_destroy (&buffer);
+                                   method, body.data, body.size, timeout_ms, s_continue, NULL, c,
+                                   NULL, &err);
+    sb__body_free (&body);
     if (rc) {
         free (c);
         sb_request_error (req, err.code ? err.code : SB_E_INTERNAL, "calling %s.%s: %s",

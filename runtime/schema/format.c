@@ -491,3 +491,31 @@ sb_pack (msgpack_packer *pk, sb_error_t *err, const char *fmt, ...)
     va_end (ap);
     return rc;
 }
+
+/*  --------------------------------------------------------------------
+    Bodies of calls and events given by options or a format.  */
+
+int
+sb__body_make (sb__body_t *self, const sb_call_options_t *options, const char *fmt, va_list ap,
+               sb_error_t *err)
+{
+    msgpack_sbuffer_init (&self->buffer);
+    if (!fmt) {
+        self->data = options ? options->body : NULL;
+        self->size = options && options->body ? options->body_size : 0;
+        return 0;
+    }
+    msgpack_packer pk;
+    msgpack_packer_init (&pk, &self->buffer, msgpack_sbuffer_write);
+    if (sb_vpack (&pk, err, fmt, ap))
+        return -1;
+    self->data = self->buffer.data;
+    self->size = self->buffer.size;
+    return 0;
+}
+
+void
+sb__body_free (sb__body_t *self)
+{
+    msgpack_sbuffer_destroy (&self->buffer);
+}
