@@ -37,6 +37,7 @@
 #include "security/cert.h"
 #include "security/identity.h"
 #include "security/seal.h"
+#include "security/envelope.h"
 #include "security/sealer.h"
 #include "bus/link.h"
 #include "bus/peer.h"

@@ -153,7 +153,7 @@ s_send_sealed (sb_peer_t *self, sb_call_t *call, sb_header_t *h)
             continue;
         zmq_msg_t body;
         sb_error_t err;
-        if (sb_sealer_seal (self->sealer, call->seal_pk, context, length,
+        if (sb_sealer_seal (self->sealer, call->seal_pk, context, length, h->timeout_ms,
                             call->has_body ? zmq_msg_data (&call->body) : NULL,
                             call->has_body ? zmq_msg_size (&call->body) : 0,
                             &body, call->nonce, &err))

@@ -133,7 +133,7 @@ sb__request_answer (sb_request_t *req, msgpack_sbuffer *buffer, sb_code_t code, 
         zmq_msg_t body;
         sb_error_t err;
         bool has = buffer && buffer->size;
-        if (sb_sealer_seal (sealer, req->caller_pk, req->nonce, SB_SEAL_NONCE_SIZE,
+        if (sb_sealer_seal (sealer, req->caller_pk, req->nonce, SB_SEAL_NONCE_SIZE, 0,
                             has ? buffer->data : NULL, has ? buffer->size : 0, &body, NULL, &err))
             return;
         h.flags |= SB_F_SEALED;

@@ -24,7 +24,6 @@
 
 #define S_RETRY_MS 10000                /* a caller that failed verification is looked up again after */
 #define S_LOG_FIRST 10                  /* refusals logged per reason before thinning out */
-#define S_CONTEXT_MAX 255
 #define S_SCRATCH_KEEP (1024 * 1024)    /* a larger scratch buffer is freed after use */
 #define S_CALLERS_MAX 4096              /* caller keys remembered (verified or not) */
 
@@ -81,12 +80,33 @@ static const char *s_reason_names [SB_SEALER_REFUSED_MAX] = {
     [SB_SEALER_PLAINTEXT] = "plaintext",
     [SB_SEALER_FORBIDDEN] = "forbidden",
     [SB_SEALER_NO_KEY] = "no_key",
+    [SB_SEALER_STALE] = "stale",
+    [SB_SEALER_FUTURE] = "future",
 };
 
 const char *
 sb_sealer_reason_name (sb_sealer_reason_t reason)
 {
     return (unsigned) reason < SB_SEALER_REFUSED_MAX ? s_reason_names [reason] : "unknown";
+}
+
+static int64_t s_clock_offset_ms;     /* tests only (sb__sealer_set_clock_offset) */
+
+void
+sb__sealer_set_clock_offset (int64_t offset_ms)
+{
+    __atomic_store_n (&s_clock_offset_ms, offset_ms, __ATOMIC_RELAXED);
+}
+
+/*  Unix time in ms: what the envelope's `sent` is and is checked against. */
+static uint64_t
+s_now_ms (void)
+{
+    struct timespec ts;
+    clock_gettime (CLOCK_REALTIME, &ts);
+    int64_t ms = (int64_t) ts.tv_sec * 1000 + ts.tv_nsec / 1000000
+               + __atomic_load_n (&s_clock_offset_ms, __ATOMIC_RELAXED);
+    return ms > 0 ? (uint64_t) ms : 0;
 }
 
 static void
@@ -292,20 +312,20 @@ sb_sealer_context (const char *service, const char *method, char out [2 * SB_NAM
 
 int
 sb_sealer_seal (sb_sealer_t *self, const uint8_t pk [SB_KEY_SIZE],
-                const void *context, size_t context_size,
+                const void *context, size_t context_size, uint32_t ttl_ms,
                 const void *plain, size_t size, zmq_msg_t *out,
                 uint8_t nonce [SB_SEAL_NONCE_SIZE], sb_error_t *err)
 {
-    if (context_size > S_CONTEXT_MAX)
+    if (context_size > SB_ENVELOPE_CONTEXT_MAX)
         return sb_error_set (err, SB_E_INTERNAL, "sealing context too long");
-    size_t inner = 1 + context_size + size;
+    size_t head = SB_ENVELOPE_HEAD + context_size;
+    size_t inner = head + size;
     uint8_t *buffer = s_scratch (self, inner);
     if (!buffer || zmq_msg_init_size (out, inner + SB_SEAL_OVERHEAD))
         return sb_error_set (err, SB_E_INTERNAL, "out of memory sealing %zu bytes", size);
-    buffer [0] = (uint8_t) context_size;
-    memcpy (buffer + 1, context, context_size);
+    sb_envelope_write (buffer, s_now_ms (), ttl_ms, context, context_size);
     if (size)
-        memcpy (buffer + 1 + context_size, plain, size);
+        memcpy (buffer + head, plain, size);
     size_t sealed_size = 0;
     sb_seal_status_t status = sb_seal_box (self->seal, pk, buffer, inner, zmq_msg_data (out),
                                            zmq_msg_size (out), &sealed_size, err);
@@ -327,12 +347,36 @@ s_what (char *text, const char *what, const char *name)
     return text;
 }
 
-/*  Opens body from `pk` with `seal`, checks the context, copies the
-    body proper into *plain.  `what` ("sealed request from '%s'") and
-    `name` name the message in errors; the text is only made for one.  */
+/*  The envelope's time against our clock: 0, or -1 refused (stale or
+    future, counted, with the ages in the text).  */
+static int
+s_check_time (sb_sealer_t *self, const sb_envelope_t *envelope, const char *what, sb_error_t *err)
+{
+    uint64_t now = s_now_ms ();
+    sb_envelope_status_t status = sb_envelope_check (envelope, now);
+    if (status == SB_ENVELOPE_FUTURE)
+        return s_refuse (self, SB_SEALER_FUTURE, SB_E_BAD_REQUEST, err,
+                         "%s refused: future: sealed %.1f s ahead of this host's clock "
+                         "(at most %d s of clock skew)", what,
+                         (double) (envelope->sent_ms - now) / 1000, SB_ENVELOPE_SKEW_MS / 1000);
+    if (status == SB_ENVELOPE_STALE)
+        return s_refuse (self, SB_SEALER_STALE, SB_E_BAD_REQUEST, err,
+                         "%s refused: stale: sealed %.1f s ago, acceptable for %.1f s "
+                         "(its timeout of %" PRIu32 " ms plus %d s of clock skew, at most %d s)",
+                         what, (double) (now - envelope->sent_ms) / 1000,
+                         (double) (sb_envelope_expires (envelope) - envelope->sent_ms) / 1000,
+                         envelope->ttl_ms, SB_ENVELOPE_SKEW_MS / 1000,
+                         SB_ENVELOPE_MAX_AGE_MS / 1000);
+    return 0;
+}
+
+/*  Opens body from `pk` with `seal`, checks the envelope's format and
+    context and, if `timed`, its time; copies the body proper into
+    *plain.  `what` ("sealed request from '%s'") and `name` name the
+    message in errors; the text is only made for one.  */
 static int
 s_open (sb_sealer_t *self, sb_seal_t *seal, const uint8_t pk [SB_KEY_SIZE],
-        zmq_msg_t *body, const void *context, size_t context_size,
+        zmq_msg_t *body, const void *context, size_t context_size, bool timed,
         zmq_msg_t *plain, const char *what, const char *name, sb_error_t *err)
 {
     char text [SB_TOPIC_MAX + 64];
@@ -352,17 +396,30 @@ s_open (sb_sealer_t *self, sb_seal_t *seal, const uint8_t pk [SB_KEY_SIZE],
                          err, "%s refused: %s: %s", s_what (text, what, name),
                          s_reason_names [reason], why.text);
     }
-    if (inner < 1 || buffer [0] != context_size || inner < 1 + context_size
-    ||  memcmp (buffer + 1, context, context_size) != 0) {
+    sb_envelope_t envelope;
+    sb_envelope_status_t parsed = sb_envelope_parse (buffer, inner, &envelope);
+    if (parsed == SB_ENVELOPE_UNSUPPORTED) {
+        s_scratch_done (self);
+        return s_refuse (self, SB_SEALER_TAMPERED, SB_E_BAD_REQUEST, err,
+                         "%s refused: tampered (sealed in format %u; this process reads format "
+                         "%d: is the sender an older Switchboard?)", s_what (text, what, name),
+                         buffer [0], SB_ENVELOPE_FORMAT);
+    }
+    if (parsed != SB_ENVELOPE_OK || envelope.context_size != context_size
+    ||  memcmp (envelope.context, context, context_size) != 0) {
         s_scratch_done (self);
         return s_refuse (self, SB_SEALER_TAMPERED, SB_E_BAD_REQUEST, err,
                          "%s refused: tampered (sealed for another %s)", s_what (text, what, name),
                          context_size == SB_SEAL_NONCE_SIZE ? "request" : "name");
     }
-    size_t n = inner - 1 - context_size;
+    if (timed && s_check_time (self, &envelope, s_what (text, what, name), err)) {
+        s_scratch_done (self);
+        return -1;
+    }
+    size_t n = envelope.body_size;
     int rc = zmq_msg_init_size (plain, n);
-    if (rc == 0)
-        memcpy (zmq_msg_data (plain), buffer + 1 + context_size, n);
+    if (rc == 0 && n)
+        memcpy (zmq_msg_data (plain), envelope.body, n);
     s_scratch_done (self);
     if (rc)
         return sb_error_set (err, SB_E_INTERNAL, "out of memory");
@@ -379,7 +436,8 @@ sb_sealer_open_reply (sb_sealer_t *self, const sb_header_t *h, zmq_msg_t *body,
     if (!(h->flags & SB_F_SEALED))
         return s_refuse (self, SB_SEALER_PLAINTEXT, SB_E_UNAUTHORIZED, err,
                          "a plaintext reply to a sealed request was refused");
-    return s_open (self, self->seal, pk, body, nonce, SB_SEAL_NONCE_SIZE, plain, "sealed reply%s", "", err);
+    return s_open (self, self->seal, pk, body, nonce, SB_SEAL_NONCE_SIZE, false, plain,
+                   "sealed reply%s", "", err);
 }
 
 /*  --------------------------------------------------------------------
@@ -746,7 +804,7 @@ sb_sealer_open_request (sb_sealer_t *self, uint32_t link_id, const sb_header_t *
     if (!sb_cert_may_call (caller->cert, full))
         return s_refuse (self, SB_SEALER_FORBIDDEN, SB_E_FORBIDDEN, err,
                          "member '%s' may not call %s (its certificate)", caller->cert->name, full);
-    if (s_open (self, self->seal, h->key_id, body, full, length, plain,
+    if (s_open (self, self->seal, h->key_id, body, full, length, true, plain,
                 "sealed request from '%s'", caller->cert->name, err))
         return -1;
     memcpy (caller_pk, h->key_id, SB_KEY_SIZE);
@@ -764,7 +822,7 @@ sb_sealer_seal_event (sb_sealer_t *self, const char *topic, const void *plain, s
 {
     if (!self->events)
         return sb_error_set (err, SB_E_BAD_REQUEST, "no event key");
-    return sb_sealer_seal (self, self->events_pk, topic, strlen (topic), plain, size, out, NULL, err);
+    return sb_sealer_seal (self, self->events_pk, topic, strlen (topic), 0, plain, size, out, NULL, err);
 }
 
 int
@@ -792,7 +850,7 @@ sb_sealer_open_event (sb_sealer_t *self, const sb_header_t *h, zmq_msg_t *body,
     if (added && sb_seal_peer_add (self->events, h->key_id, err))
         return s_refuse (self, SB_SEALER_UNKNOWN_KEY, SB_E_UNAUTHORIZED, err,
                          "sealed event on '%s' dropped: %s", h->topic, err->text);
-    int rc = s_open (self, self->events, h->key_id, body, h->topic, strlen (h->topic), plain,
+    int rc = s_open (self, self->events, h->key_id, body, h->topic, strlen (h->topic), true, plain,
                      "sealed event on '%s'", h->topic, err);
     if (rc && added)
         sb_seal_peer_remove (self->events, h->key_id);

@@ -29,13 +29,22 @@
       public half, a subscriber opens with the event key's secret half.
       A member with the event key drops plaintext events.
 
-    Inside the box the body is prefixed by what it was sealed for, so a
-    broker cannot move a sealed body to another method, topic or call:
+    Inside the box the body is prefixed by an envelope (envelope.h):
+    the format, when it was sealed, how long it may be accepted and what
+    it was sealed for, so a broker cannot move a sealed body to another
+    method, topic or call, nor deliver it late:
 
-        context length (1 byte) || context || body
+        format (1) || sent ms (8) || ttl ms (4) || context length (1)
+        || context || body
 
     context = "service.method" for a request, the request's 24-byte
-    nonce for a reply, the topic for an event.
+    nonce for a reply, the topic for an event.  A request or an event
+    sealed too far ahead of the receiver's clock is refused as `future`,
+    one older than its acceptable age as `stale` (envelope.h), before the
+    replay window is consulted; so a body captured before a receiver
+    restarted (and forgot its window) is refused once it is older than
+    that age.  A reply is matched to a call in flight by the request's
+    nonce and needs no time check.
 
     Every refusal is counted by reason (sb_sealer_counters), logged
     (rate-limited) and, where there is a caller, answered with a code and
@@ -58,6 +67,7 @@
 #include "wire/wire.h"
 #include "security/identity.h"
 #include "security/seal.h"
+#include "security/envelope.h"
 #include <zmq.h>
 
 #define SB_SEALER_EVENTS_FILE "events.key"
@@ -76,6 +86,8 @@ typedef enum {
     SB_SEALER_PLAINTEXT,        /* not sealed where sealing is required */
     SB_SEALER_FORBIDDEN,        /* caller's certificate may not call the method */
     SB_SEALER_NO_KEY,           /* no certificate for the service verified */
+    SB_SEALER_STALE,            /* sealed longer ago than it may be accepted */
+    SB_SEALER_FUTURE,           /* sealed too far ahead of our clock */
     SB_SEALER_REFUSED_MAX
 } sb_sealer_reason_t;
 
@@ -167,10 +179,12 @@ int sb_sealer_service_result (sb_sealer_t *self, const char *service, uint8_t pk
 /*  A request's context, "service.method", into out; returns its length. */
 size_t sb_sealer_context (const char *service, const char *method, char out [2 * SB_NAME_MAX + 2]);
 
-/*  Seals `context || plain` for pk into *out (initialised here).  nonce
-    (may be NULL) gets the nonce used.  0, or -1 with err.  */
+/*  Seals the envelope (now, ttl_ms, context) and plain for pk into *out
+    (initialised here).  ttl_ms: how long the body may be accepted (a
+    call's timeout; 0: SB_ENVELOPE_MAX_AGE_MS).  nonce (may be NULL)
+    gets the nonce used.  0, or -1 with err.  */
 int sb_sealer_seal (sb_sealer_t *self, const uint8_t pk [SB_KEY_SIZE],
-                    const void *context, size_t context_size,
+                    const void *context, size_t context_size, uint32_t ttl_ms,
                     const void *plain, size_t size, zmq_msg_t *out,
                     uint8_t nonce [SB_SEAL_NONCE_SIZE], sb_error_t *err);
 
@@ -197,5 +211,10 @@ int sb_sealer_seal_event (sb_sealer_t *self, const char *topic, const void *plai
                           zmq_msg_t *out, sb_error_t *err);
 int sb_sealer_open_event (sb_sealer_t *self, const sb_header_t *h, zmq_msg_t *body,
                           zmq_msg_t *plain, sb_error_t *err);
+
+/*  Tests only: every sealer of the process reads its clock (unix ms)
+    as the real one plus offset_ms, so that a test can seal "a minute
+    ago" or open "a minute later" without sleeping.  Thread-safe.  */
+void sb__sealer_set_clock_offset (int64_t offset_ms);
 
 #endif

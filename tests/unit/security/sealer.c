@@ -377,20 +377,26 @@ s_raw_request (sb_link_t *link, uint64_t id, const char *method, const void *dat
     return (int) answer->command;
 }
 
-/*  A body sealed by hand as docs/security.md says: the context prefix
-    "service.method", then the body, in a crypto_box.  */
+/*  A body sealed by hand as docs/security.md 5.2 says: the envelope
+    (format 2, unix ms now, ttl 3000 ms, the context "service.method"),
+    then the body, in a crypto_box.  */
 static size_t
 s_hand_seal (sb_seal_t *seal, const uint8_t *pk, const char *context, const void *plain, size_t size,
              uint8_t *out, size_t max)
 {
     uint8_t inner [1024];
     size_t n = strlen (context);
-    inner [0] = (uint8_t) n;
-    memcpy (inner + 1, context, n);
-    memcpy (inner + 1 + n, plain, size);
+    uint64_t now = (uint64_t) time (NULL) * 1000;
+    inner [0] = 2;
+    for (int i = 0; i < 8; i++)
+        inner [1 + i] = (uint8_t) (now >> (56 - 8 * i));
+    memcpy (inner + 9, "\x00\x00\x0b\xb8", 4);
+    inner [13] = (uint8_t) n;
+    memcpy (inner + 14, context, n);
+    memcpy (inner + 14 + n, plain, size);
     size_t sealed = 0;
     sb_error_t err;
-    if (sb_seal_box (seal, pk, inner, 1 + n + size, out, max, &sealed, &err) != SB_SEAL_OK)
+    if (sb_seal_box (seal, pk, inner, 14 + n + size, out, max, &sealed, &err) != SB_SEAL_OK)
         return 0;
     return sealed;
 }
@@ -665,6 +671,35 @@ main (void)
     tap_ok (rc == 0, "the next call works");
     sb_reply_destroy (&reply);
 
+    /*  3b. A request the broker captured, replayed after the service
+        restarted (a new instance, its replay window empty) and a minute
+        went by (every sealer's clock moved on): refused as stale.  */
+    s_set_mode (S_REPLAY, 0);
+    rc = s_call_put (alice, "captured-1", &reply, &err);
+    sb_reply_destroy (&reply);
+    sb_instance_stop (&vault);
+    vault = sb_instance_start_with (&s_vault, 0, NULL, endpoint, 10, &options, &err);
+    rc = -1;
+    for (int i = 0; vault && i < 50 && rc; i++) {
+        rc = s_call_put (alice, "after the restart", &reply, &err);
+        sb_reply_destroy (&reply);
+        if (rc)
+            zclock_sleep (100);
+    }
+    tap_ok (rc == 0, "a call captured, the service restarted, and a call to the new instance works");
+    sb__sealer_set_clock_offset (61000);
+    rc = vault ? s_call_put (alice, "captured-2", &reply, &err) : -1;
+    tap_ok (rc == -1 && err.code == SB_E_BAD_REQUEST && strstr (err.text, "stale"),
+            "61 s later, the captured request replayed to the new instance is refused: %s", err.text);
+    tap_ok (vault && s_altered_count () == 4 && s_refused_wait (vault, SB_SEALER_STALE, 0),
+            "and the new instance counted it as stale");
+    rc = vault ? s_call_put (alice, "a minute later", &reply, &err) : -1;
+    tap_ok (rc == 0, "a call sealed then is fresh, and works");
+    sb_reply_destroy (&reply);
+    sb__sealer_set_clock_offset (0);
+    if (!vault)
+        return tap_done ();
+
     /*  4. Mallory by hand: plaintext, unknown key, truncated, replay,
         a body sealed for another method.  */
     sb_identity_t *mallory_id = sb_identity_load (s_dir, "mallory", &err);
@@ -714,8 +749,8 @@ main (void)
         sb_error_t why;
         opened = sb_seal_open (seal, svc_cert.curve_pk, SB_KEY_SIZE, zmq_msg_data (&body),
                                zmq_msg_size (&body), inner, sizeof inner, &inner_size, &why) == SB_SEAL_OK
-              && inner_size > 25 && inner [0] == SB_SEAL_NONCE_SIZE
-              && !memcmp (inner + 1, sealed, SB_SEAL_NONCE_SIZE);
+              && inner_size > 14 + SB_SEAL_NONCE_SIZE && inner [0] == 2
+              && inner [13] == SB_SEAL_NONCE_SIZE && !memcmp (inner + 14, sealed, SB_SEAL_NONCE_SIZE);
     }
     tap_ok (opened, "a body sealed by hand as documented is answered with a reply sealed "
             "back and bound to the request's nonce");

@@ -203,10 +203,11 @@ s_refused (sb_sealer_t *sealer, sb_sealer_reason_t reason)
     return c.refused [reason];
 }
 
-/*  A sealed REQUEST for vault.put from `from` to the service key pk.  */
+/*  A sealed REQUEST for vault.put from `from` to the service key pk,
+    sealed with a ttl of ttl_ms; the header says the same.  */
 static int
-s_request (sb_sealer_t *from, const uint8_t pk [SB_KEY_SIZE], const char *text,
-           sb_header_t *h, zmq_msg_t *body)
+s_request_ttl (sb_sealer_t *from, const uint8_t pk [SB_KEY_SIZE], const char *text,
+               uint32_t ttl_ms, sb_header_t *h, zmq_msg_t *body)
 {
     sb_error_t err;
     sb_header_init (h, SB_CMD_REQUEST);
@@ -216,9 +217,26 @@ s_request (sb_sealer_t *from, const uint8_t pk [SB_KEY_SIZE], const char *text,
     memcpy (h->key_id, sb_sealer_key_id (from), SB_KEY_SIZE);
     h->key_id_size = SB_KEY_SIZE;
     h->present |= SB_H_KEY_ID;
+    h->timeout_ms = ttl_ms;
+    h->present |= SB_H_TIMEOUT;
     char context [2 * SB_NAME_MAX + 2];
     size_t length = sb_sealer_context ("vault", "put", context);
-    return sb_sealer_seal (from, pk, context, length, text, strlen (text), body, NULL, &err);
+    return sb_sealer_seal (from, pk, context, length, ttl_ms, text, strlen (text), body, NULL, &err);
+}
+
+static int
+s_request (sb_sealer_t *from, const uint8_t pk [SB_KEY_SIZE], const char *text,
+           sb_header_t *h, zmq_msg_t *body)
+{
+    return s_request_ttl (from, pk, text, 3000, h, body);
+}
+
+/*  A copy of a body, as a broker's capture would keep it.  */
+static void
+s_capture (zmq_msg_t *copy, zmq_msg_t *body)
+{
+    zmq_msg_init_size (copy, zmq_msg_size (body));
+    memcpy (zmq_msg_data (copy), zmq_msg_data (body), zmq_msg_size (body));
 }
 
 /*  Opens a request; 1, 0 or -1 as sb_sealer_open_request, err filled.  */
@@ -473,6 +491,69 @@ main (void)
     tap_ok (counters.opened == 3 && counters.lookups == 5,
             "svc opened 3 requests after 5 caller lookups (%" PRIu64 ", %" PRIu64 ")",
             counters.opened, counters.lookups);
+
+    /*  ----------------------------------------------------------------
+        Replay across a restart.  Bodies captured in flight, opened by
+        svc when they were sealed, are replayed to svc's sealer made
+        anew (a restarted service: its replay window is empty).  The
+        clock moves by sb__sealer_set_clock_offset, for every sealer.  */
+    sb_header_t hc [4];
+    zmq_msg_t bc [4], captured [4];
+    const char *sent [4] = { "a minute ago", "long ttl", "lengthened", "fresh" };
+    int64_t ago [4] = { 61000, 61000, 40000, 0 };
+    uint32_t ttls [4] = { 3000, 600000, 2000, 3000 };
+    int opened_then = 0;
+    for (int i = 0; i < 4; i++) {
+        sb__sealer_set_clock_offset (-ago [i]);
+        s_request_ttl (sealer, vault_pk, sent [i], ttls [i], &hc [i], &bc [i]);
+        s_capture (&captured [i], &bc [i]);
+        opened_then += s_open (vault, &hc [i], &bc [i], text, sizeof text, &err) == 1;
+        zmq_msg_close (&bc [i]);
+    }
+    sb__sealer_set_clock_offset (120000);
+    s_request (sealer, vault_pk, "ahead", &h, &b);
+    sb__sealer_set_clock_offset (0);
+    tap_ok (opened_then == 4, "svc opened 4 requests when they were sealed (61, 61, 40 and 0 s ago)");
+    hc [2].timeout_ms = 600000;         /* the broker lengthens the header's deadline */
+
+    zmq_msg_t recopy;                   /* the fresh one, to replay once more */
+    s_capture (&recopy, &captured [3]);
+    s_owner_t restarted;
+    sb_sealer_t *fresh = s_sealer_new ("svc", &restarted);
+    int held = 0;
+    for (int i = 0; i < 4; i++)
+        held += fresh && s_open (fresh, &hc [i], &captured [i], text, sizeof text, &err) == 0;
+    held += fresh && s_open (fresh, &h, &b, text, sizeof text, &err) == 0;
+    zmq_msg_close (&b);
+    one [0] = &alice;
+    if (fresh)
+        s_answer (&restarted, s_last_lookup (&restarted, NULL), one, 1, true);
+    tap_ok (held == 5 && restarted.released == 5,
+            "the restarted svc holds the 5 replayed requests for alice's certificate, then opens them");
+    tap_ok (restarted.reopened [0] == -1 && strstr (restarted.reopen_err [0].text, "stale")
+         && restarted.reopen_err [0].code == SB_E_BAD_REQUEST,
+            "a request captured 61 s ago is refused after the restart: %s", restarted.reopen_err [0].text);
+    tap_ok (restarted.reopened [1] == -1 && strstr (restarted.reopen_err [1].text, "stale"),
+            "so is one sealed with a 10-minute timeout (max age %d s): %s",
+            SB_ENVELOPE_MAX_AGE_MS / 1000, restarted.reopen_err [1].text);
+    tap_ok (restarted.reopened [2] == -1 && strstr (restarted.reopen_err [2].text, "stale"),
+            "a 2 s request captured 40 s ago, its header deadline lengthened to 10 minutes by the "
+            "broker, is refused: %s", restarted.reopen_err [2].text);
+    tap_ok (restarted.reopened [3] == 1 && streq (restarted.plain [3], "fresh"),
+            "a request sealed just now opens in the restarted svc");
+    tap_ok (restarted.reopened [4] == -1 && strstr (restarted.reopen_err [4].text, "future"),
+            "a request sealed 120 s ahead of svc's clock is refused: %s", restarted.reopen_err [4].text);
+    tap_ok (fresh && s_refused (fresh, SB_SEALER_STALE) == 3 && s_refused (fresh, SB_SEALER_FUTURE) == 1
+         && streq (sb_sealer_reason_name (SB_SEALER_STALE), "stale")
+         && streq (sb_sealer_reason_name (SB_SEALER_FUTURE), "future"),
+            "counted as stale (3) and future (1)");
+    tap_ok (fresh && s_open (fresh, &hc [3], &recopy, text, sizeof text, &err) == -1
+         && strstr (err.text, "replayed") && s_refused (fresh, SB_SEALER_REPLAYED) == 1,
+            "the fresh one replayed again is refused by the new window: %s", err.text);
+    for (int i = 0; i < 4; i++)
+        zmq_msg_close (&captured [i]);
+    zmq_msg_close (&recopy);
+    s_sealer_destroy (&restarted);
 
     /*  A request waiting when the sealer goes: its body is freed.  */
     s_owner_t dave_owner;
