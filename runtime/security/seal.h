@@ -28,7 +28,8 @@
     message carrying the receiver's own stream (reflected back) is refused
     as replayed.  The window is updated only after the tag verifies, so
     forgeries cannot advance it.  The window lives in memory: across a
-    receiver restart, request deadlines bound what could be replayed.
+    receiver restart, the time sealed inside the box (the sealer's
+    envelope, envelope.h) bounds what could be replayed.
 
     Peers must be registered (sb_seal_peer_add) — the runtime does so
     after verifying the peer's certificate — otherwise `unknown key`.
