@@ -54,6 +54,14 @@ sb__may_offer (engine_t *self, peer_t *p, const char *service)
     return p->cert && sb_cert_may_offer (p->cert, service);
 }
 
+/*  Has the peer's certificate the broker role (PEER, DIRECTORY)?  */
+bool
+sb__is_broker (engine_t *self, peer_t *p)
+{
+    s_acl_refresh (self, p);
+    return sb_cert_is_broker (p->cert);
+}
+
 /*  May the peer call service.method?  s (NULL for `sys` or a service
     that does not exist) and method key the per-peer cache.  */
 bool

@@ -18,6 +18,7 @@
 #include <sodium.h>
 #include <stdio.h>
 #include <string.h>
+#include <time.h>
 
 /*  --------------------------------------------------------------------
     Other brokers' sessions with us (ROUTER side).  */
@@ -32,14 +33,30 @@ sb__remote_free (remote_t **remote_p)
     }
 }
 
-/*  May this peer speak for a broker?  Insecure: anyone; secure: a member
-    whose certificate may offer `sys` (docs/protocol.md section 9).  */
-static bool
-s_cluster_member (engine_t *self, peer_t *p)
+/*  Logs, once per member name, that a member without the broker role
+    tried to act as one (`what`: its beacon, PEER, DIRECTORY).  At most
+    REFUSED_NAMES_MAX names are remembered; past that refusals are only
+    counted.  */
+void
+sb__not_broker_once (engine_t *self, const char *member, const char *what)
 {
-    if (!self->secure || sb__may_offer (self, p, "sys"))
+    if (!self->refused_names || zhashx_size (self->refused_names) >= REFUSED_NAMES_MAX
+    ||  zhashx_insert (self->refused_names, member, (void *) 1))
+        return;
+    zsys_warning ("broker %s: member '%s' is not a broker (its certificate has no broker role): "
+                  "its %s and every later one is ignored", self->args->name, member, what);
+}
+
+/*  May this peer speak for a broker?  Insecure: anyone; secure: a member
+    whose certificate has the broker role (docs/protocol.md section 9).
+    Refusals are counted (sys.stats not_broker) and logged once per member. */
+static bool
+s_cluster_member (engine_t *self, peer_t *p, const char *what)
+{
+    if (!self->secure || sb__is_broker (self, p))
         return true;
-    self->stats.forbidden++;
+    self->stats.not_broker++;
+    sb__not_broker_once (self, p->cert ? p->cert->name : "(no valid certificate)", what);
     return false;
 }
 
@@ -47,7 +64,7 @@ s_cluster_member (engine_t *self, peer_t *p)
 void
 sb__on_peer (engine_t *self, peer_t *p, const sb_header_t *h)
 {
-    if (!s_cluster_member (self, p))
+    if (!s_cluster_member (self, p, "PEER"))
         return;
     p->welcomed = true;
     p->broker = true;
@@ -116,7 +133,7 @@ s_directory_parse (const msgpack_object *o, remote_t *r)
 void
 sb__on_directory (engine_t *self, peer_t *p, const sb_body_t *body)
 {
-    if (!s_cluster_member (self, p))
+    if (!s_cluster_member (self, p, "DIRECTORY"))
         return;
     if (!body || body->size > DIRECTORY_MAX
     ||  sb_wire_check (body->data, body->size, SB_DEPTH_MAX)) {
@@ -402,17 +419,27 @@ sb__links_tick (engine_t *self)
     }
 }
 
-/*  The beacon's certificate check (signed mode): valid member certificate
-    for the signing key, and then known to our ZAP handler, so that the
-    broker it names may link to us.  */
+/*  The beacon's certificate check (signed mode, sb_cert_check_broker): a
+    valid certificate with the broker role for the signing key, then known
+    to our ZAP handler, so that the broker it names may link to us.  A
+    member without the role is logged once; the beacon counts it as
+    not_broker.  Returns as beacon.h's verify_cert.  */
 static int
 s_verify_beacon (const uint8_t *cert, size_t size, const uint8_t signing_pk [32], void *arg)
 {
-    args_t *a = (args_t *) arg;
-    if (sb_cert_verify_beacon (cert, size, signing_pk, &a->verifier))
+    engine_t *self = (engine_t *) arg;
+    sb_cert_t *decoded = malloc (sizeof *decoded);
+    if (!decoded)
         return -1;
+    sb_cert_status_t status = sb_cert_check_broker (&self->args->verifier, cert, size, signing_pk,
+                                                    (uint64_t) time (NULL), decoded, NULL);
+    if (status == SB_CERT_NOT_BROKER)
+        sb__not_broker_once (self, decoded->name, "beacon");
+    free (decoded);
+    if (status != SB_CERT_OK)
+        return status == SB_CERT_NOT_BROKER ? 1 : -1;
     sb_error_t err;
-    sb_zap_add_cert (a->zap, cert, size, &err);
+    sb_zap_add_cert (self->args->zap, cert, size, &err);
     return 0;
 }
 
@@ -506,7 +533,7 @@ sb__cluster_start (engine_t *self)
         bc.signing_secret_key = sb_keys_sign_secret (keys);
         bc.cert = sb_identity_cert_bytes (a->identity, &bc.cert_size);
         bc.verify_cert = s_verify_beacon;
-        bc.verify_arg = a;
+        bc.verify_arg = self;
     }
     sb_error_t err;
     self->beacon = sb_beacon_new (&bc, &err);

@@ -218,6 +218,7 @@ s_engine_destroy (engine_t *self)
     zhashx_destroy (&self->peers);
     zhashx_destroy (&self->services);
     zhashx_destroy (&self->groups);
+    zhashx_destroy (&self->refused_names);
     msgpack_sbuffer_destroy (&self->sbuf);
     if (self->monitor) {
         zmq_socket_monitor (self->sock, NULL, 0);
@@ -310,6 +311,7 @@ s_broker_actor (zsock_t *pipe, void *arg)
     }
     self->services = zhashx_new ();
     self->groups = zhashx_new ();
+    self->refused_names = zhashx_new ();
     self->secure = self->args->identity != NULL;
     self->acl_epoch = 1;
     msgpack_sbuffer_init (&self->sbuf);
@@ -467,6 +469,10 @@ s_security_load (sb_broker_config_t *c, args_t *a, sb_error_t *err)
     a->identity = sb_identity_load (c->keys_dir, c->member, err);
     if (!a->identity)
         return -1;
+    if (!sb_cert_is_broker (sb_identity_cert (a->identity)))
+        zsys_warning ("broker %s: the certificate of '%s' has no broker role: other members and "
+                      "brokers ignore its beacons and its PEER (sign it with 'sb cert sign --broker')",
+                      a->name, sb_identity_name (a->identity));
     const char *dir = sb_identity_dir (a->identity);
     char authority [PATH_MAX];
     if (snprintf (authority, sizeof authority, "%s/%s", dir, SB_IDENTITY_AUTHORITY_FILE)

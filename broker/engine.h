@@ -43,6 +43,7 @@
 #define DIRECTORY_MAX (1024 * 1024)     /* bytes of a DIRECTORY body kept */
 #define DIRECTORY_SERVICES_MAX 4096     /* services in one DIRECTORY */
 #define BROKERS_MAX 256                 /* cluster brokers linked to */
+#define REFUSED_NAMES_MAX 1024          /* members posing as brokers, logged once each */
 
 /*  Reasons a frame is dropped: the decoder's, then the broker's own.  */
 enum {
@@ -193,6 +194,7 @@ typedef struct {
     uint64_t errors [SB_E_CODE_MAX + 1];
     uint64_t bad [R_MAX];
     uint64_t forbidden;
+    uint64_t not_broker;            /* PEER/DIRECTORY from members without the broker role */
     uint64_t directories;           /* DIRECTORY messages accepted */
 } stats_t;
 
@@ -258,6 +260,7 @@ typedef struct {
     bool secure;
     uint32_t acl_epoch;
     uint64_t service_uid;
+    zhashx_t *refused_names;        /* members refused as brokers, logged once (cluster.c) */
 } engine_t;
 
 /*  --------------------------------------------------------------------
@@ -313,6 +316,7 @@ void sb__on_publish (engine_t *self, const sb_header_t *h, const sb_body_t *body
 
 /*  acl.c  */
 bool sb__may_offer (engine_t *self, peer_t *p, const char *service);
+bool sb__is_broker (engine_t *self, peer_t *p);
 bool sb__may_call (engine_t *self, peer_t *p, const service_t *s, int method, const sb_header_t *h);
 void sb__forbid_call (engine_t *self, peer_t *p, const sb_header_t *h);
 
@@ -325,6 +329,7 @@ void sb__on_sys (engine_t *self, peer_t *p, const sb_header_t *h, const sb_body_
 
 /*  cluster.c  */
 void sb__remote_free (remote_t **remote_p);
+void sb__not_broker_once (engine_t *self, const char *member, const char *what);
 void sb__on_peer (engine_t *self, peer_t *p, const sb_header_t *h);
 void sb__on_directory (engine_t *self, peer_t *p, const sb_body_t *body);
 void sb__link_close (engine_t *self, cbroker_t *cb);

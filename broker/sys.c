@@ -191,7 +191,7 @@ static void
 s_sys_stats (engine_t *self, msgpack_packer *pk)
 {
     const stats_t *st = &self->stats;
-    msgpack_pack_map (pk, 22);
+    msgpack_pack_map (pk, 23);
     sb__pack_cstr (pk, "broker");
     sb__pack_cstr (pk, self->args->name);
     s_pack_counter (pk, "uptime_ms", (uint64_t) (self->now - self->started));
@@ -219,6 +219,7 @@ s_sys_stats (engine_t *self, msgpack_packer *pk)
     s_pack_counter (pk, "workers", self->nworkers);
     s_pack_counter (pk, "live_requests", self->live);
     s_pack_counter (pk, "forbidden", st->forbidden);
+    s_pack_counter (pk, "not_broker", st->not_broker);
     s_pack_counter (pk, "directories", st->directories);
     s_pack_counter (pk, "brokers", self->nbrokers);
     sb_beacon_counters_t bc;

@@ -16,7 +16,7 @@ s_help (FILE *out)
 {
     fprintf (out,
         "usage: sb cert sign --authority AUTHORITY.key --member NAME.pub [--offer LIST]\n"
-        "                    [--call LIST] [--days N | --seconds N] --out FILE\n"
+        "                    [--call LIST] [--broker] [--days N | --seconds N] --out FILE\n"
         "       sb cert show [--authority-pub AUTHORITY.pub] FILE\n"
         "\n"
         "sign  issues a member certificate: the member's name and public keys, the\n"
@@ -35,6 +35,9 @@ s_help (FILE *out)
         "  -m, --member FILE         the member's public (or secret) key file (sign)\n"
         "  -o, --offer LIST          services the member may offer (default: none)\n"
         "  -c, --call LIST           services the member may call (default: none)\n"
+        "  -b, --broker              the member may act as a broker: its beacons are\n"
+        "                            believed, other brokers take its PEER and DIRECTORY\n"
+        "                            (default: an ordinary member)\n"
         "  -d, --days N              lifetime in days, 1..3650 (default 365)\n"
         "  -s, --seconds N           lifetime in seconds instead, 1..315360000 (short-lived\n"
         "                            certificates, tests of expiry)\n"
@@ -49,6 +52,8 @@ s_help (FILE *out)
         "  sb cert sign --authority keys/authority.key --member keys/billing.pub \\\n"
         "      --offer billing --call 'echo,sys,audit.*' --days 90 --out keys/billing.cert\n"
         "  sb cert sign -a keys/authority.key -m keys/admin.pub --call '*' -O keys/admin.cert\n"
+        "  sb cert sign -a keys/authority.key -m keys/broker1.pub --broker --call sys \\\n"
+        "      -O keys/broker1.cert\n"
         "  sb cert show keys/billing.cert\n"
         "  sb cert show --authority-pub keys/authority.pub keys/billing.cert\n");
 }
@@ -89,6 +94,7 @@ s_print (const sb_cert_t *cert)
     printf ("%-12s%s\n", "sign key:", hex);
     s_print_list ("offer:", cert->offer, cert->offer_count);
     s_print_list ("call:", cert->call, cert->call_count);
+    printf ("%-12s%s\n", "roles:", sb_cert_is_broker (cert) ? "broker" : "(none)");
     s_print_time ("issued:", cert->issued_at);
     s_print_time ("expires:", cert->expires_at);
     sodium_bin2hex (hex, sizeof hex, cert->authority_id, SB_KEY_ID_SIZE);
@@ -97,7 +103,7 @@ s_print (const sb_cert_t *cert)
 
 static int
 s_sign (const char *authority_path, const char *member_path, const char *offer, const char *call,
-        uint64_t lifetime, const char *out_path)
+        bool broker, uint64_t lifetime, const char *out_path)
 {
     sb_error_t err = { 0 };
     sb_keys_t *authority = NULL, *member = NULL;
@@ -123,7 +129,8 @@ s_sign (const char *authority_path, const char *member_path, const char *offer, 
     }
     if (sb_cert_init (cert, member, (uint64_t) time (NULL), lifetime, &err)
     ||  sb_cert_add_offer_list (cert, offer, &err)
-    ||  sb_cert_add_call_list (cert, call, &err)) {
+    ||  sb_cert_add_call_list (cert, call, &err)
+    ||  sb_cert_add_roles (cert, broker ? SB_CERT_ROLE_BROKER : 0, &err)) {
         fprintf (stderr, "sb cert: %s\n", err.text);
         rc = SB_EXIT_USAGE;
         goto done;
@@ -197,6 +204,7 @@ sb_cmd_cert (int argc, char **argv)
         { "member", required_argument, NULL, 'm' },
         { "offer", required_argument, NULL, 'o' },
         { "call", required_argument, NULL, 'c' },
+        { "broker", no_argument, NULL, 'b' },
         { "days", required_argument, NULL, 'd' },
         { "seconds", required_argument, NULL, 's' },
         { "out", required_argument, NULL, 'O' },
@@ -207,16 +215,17 @@ sb_cmd_cert (int argc, char **argv)
     const char *authority = NULL, *member = NULL, *offer = NULL, *call = NULL;
     const char *out = NULL, *authority_pub = NULL;
     long days = 365, seconds = 0;
-    bool days_given = false;
+    bool days_given = false, broker = false;
     int opt;
     optind = 1;
     opterr = 0;
-    while ((opt = getopt_long (argc, argv, "a:m:o:c:d:s:O:p:h", options, NULL)) != -1) {
+    while ((opt = getopt_long (argc, argv, "a:m:o:c:bd:s:O:p:h", options, NULL)) != -1) {
         switch (opt) {
             case 'a': authority = optarg; break;
             case 'm': member = optarg; break;
             case 'o': offer = optarg; break;
             case 'c': call = optarg; break;
+            case 'b': broker = true; break;
             case 'O': out = optarg; break;
             case 'p': authority_pub = optarg; break;
             case 'd': {
@@ -265,7 +274,7 @@ sb_cmd_cert (int argc, char **argv)
             fprintf (stderr, "sb cert: give --days or --seconds, not both\n");
             return SB_EXIT_USAGE;
         }
-        return s_sign (authority, member, offer, call,
+        return s_sign (authority, member, offer, call, broker,
                        seconds ? (uint64_t) seconds : (uint64_t) days * 86400, out);
     }
     if (rest >= 1 && !strcmp (args [0], "show")) {
@@ -273,7 +282,7 @@ sb_cmd_cert (int argc, char **argv)
             fprintf (stderr, "sb cert: expected 'sb cert show [--authority-pub FILE] FILE'\n");
             return SB_EXIT_USAGE;
         }
-        if (authority || member || offer || call || out) {
+        if (authority || member || offer || call || broker || out) {
             fprintf (stderr, "sb cert: show takes only --authority-pub (see 'sb cert --help')\n");
             return SB_EXIT_USAGE;
         }

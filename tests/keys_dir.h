@@ -54,6 +54,7 @@ typedef struct {
     uint64_t lifetime;              /* for this many seconds */
     const char *offer;              /* services it may offer, a list; NULL: none */
     const char *call;               /* services it may call, a list; NULL: none */
+    uint32_t roles;                 /* SB_CERT_ROLE_* (SB_CERT_ROLE_BROKER for a broker) */
     bool forge;                     /* flip a signature bit after signing */
 } kd_cert_t;
 
@@ -69,7 +70,7 @@ kd_issue (const char *dir, const char *file, const kd_cert_t *spec)
     int rc = -1;
     if (cert && !sb_cert_init (cert, spec->keys, spec->issued_at, spec->lifetime, &err)
     &&  !sb_cert_add_offer_list (cert, spec->offer, &err) && !sb_cert_add_call_list (cert, spec->call, &err)
-    &&  !sb_cert_sign (cert, spec->authority, &err)) {
+    &&  !sb_cert_add_roles (cert, spec->roles, &err) && !sb_cert_sign (cert, spec->authority, &err)) {
         if (spec->forge)
             cert->signature [5] ^= 0x40;
         rc = sb_cert_save (cert, path, &err);

@@ -1,7 +1,7 @@
 #!/bin/sh
 # demo-keys.sh — the keys of the quick start's secure demo cluster
 # (docs/security.md, "Setting up a cluster"): an authority and the members
-# broker1, broker2 (brokers), echo (offers echo), rest-bridge (offers
+# broker1, broker2 (brokers: certificates with the broker role), echo (offers echo), rest-bridge (offers
 # rest-bridge, calls everything) and cli (calls everything), each with a
 # certificate signed by the authority, and the cluster event key events.key,
 # all in DIR (created 0700).
@@ -31,8 +31,8 @@ member () {
         --member "$DIR/$name.pub" --days 30 --out "$DIR/$name.cert" "$@" > /dev/null
 }
 
-member broker1 --call '*'
-member broker2 --call '*'
+member broker1 --broker --call '*'
+member broker2 --broker --call '*'
 member echo --offer echo --call 'sys'
 member rest-bridge --offer 'rest-bridge' --call '*'
 member cli --call '*'

@@ -42,6 +42,7 @@ static const char *s_reason_names [SB_BEACON_REASON_MAX] = {
     [SB_BEACON_UNSIGNED] = "unsigned",
     [SB_BEACON_BAD_SIGNATURE] = "bad_signature",
     [SB_BEACON_BAD_CERT] = "bad_cert",
+    [SB_BEACON_NOT_BROKER] = "not_broker",
     [SB_BEACON_REPLAYED] = "replayed",
     [SB_BEACON_STALE] = "stale",
     [SB_BEACON_FULL] = "table_full",
@@ -658,10 +659,9 @@ s_check_signed (sb_beacon_t *self, const uint8_t *data, const sb_beacon_packet_t
     if (crypto_sign_verify_detached (packet->signature, data, packet->signed_size,
                                      packet->signing_key) != 0)
         return SB_BEACON_BAD_SIGNATURE;
-    if (self->verify_cert (packet->cert, packet->cert_size, packet->signing_key,
-                           self->verify_arg) != 0)
-        return SB_BEACON_BAD_CERT;
-    return SB_BEACON_OK;
+    int rc = self->verify_cert (packet->cert, packet->cert_size, packet->signing_key,
+                                self->verify_arg);
+    return rc == 0 ? SB_BEACON_OK : rc == 1 ? SB_BEACON_NOT_BROKER : SB_BEACON_BAD_CERT;
 }
 
 void

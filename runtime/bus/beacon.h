@@ -26,8 +26,8 @@
 
     Signed mode: when the cluster has an authority key the owner passes
     verify_cert; then only signed beacons whose Ed25519 signature verifies
-    and whose certificate verify_cert accepts for the signing key are
-    believed.  A sender signs when it is given signing_secret_key.
+    and whose certificate verify_cert accepts for the signing key (a
+    certificate with the broker role) are believed.  A sender signs when it is given signing_secret_key.
 
     Everything received is validated; bad datagrams are counted by reason
     and reported as SB_BEACON_IGNORED, never asserted on.
@@ -72,6 +72,7 @@ typedef enum {
     SB_BEACON_UNSIGNED,         /* signed mode: the beacon carries no signature */
     SB_BEACON_BAD_SIGNATURE,    /* signed mode: signature does not verify */
     SB_BEACON_BAD_CERT,         /* signed mode: verify_cert refused the certificate */
+    SB_BEACON_NOT_BROKER,       /* signed mode: a valid member certificate without the broker role */
     SB_BEACON_REPLAYED,         /* sequence not newer than the last seen from that id */
     SB_BEACON_STALE,            /* signed mode: timestamp outside the skew window */
     SB_BEACON_FULL,             /* peer table full of live brokers */
@@ -117,7 +118,9 @@ size_t sb_beacon_encode (const sb_beacon_packet_t *packet, const uint8_t *signin
 void sb_beacon_cluster_id (const char *cluster, uint8_t id [SB_BEACON_ID_SIZE]);
 
 /*  Certificate check supplied by the owner in signed mode: 0 if `cert`
-    is a valid member certificate for the Ed25519 key `signing_pk`.  */
+    is a valid broker certificate for the Ed25519 key `signing_pk`; 1 if
+    it is a valid member certificate without the broker role (ignored as
+    SB_BEACON_NOT_BROKER); anything else: ignored as SB_BEACON_BAD_CERT.  */
 typedef int (sb_beacon_verify_fn) (const uint8_t *cert, size_t size,
                                    const uint8_t signing_pk [SB_BEACON_KEY_SIZE], void *arg);
 

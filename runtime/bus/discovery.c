@@ -8,7 +8,9 @@
     link another id's entry made first.
 
     Secure peers: the beacon calls s_verify for every signed beacon
-    before it reports the event of that beacon, so the CURVE key the
+    before it reports the event of that beacon; only a certificate with
+    the broker role passes (a member posing as a broker is logged once by
+    name and counted by the beacon as not_broker), and the CURVE key the
     certificate names is noted there and compared with the announced key
     when the event is applied (the beacon module treats certificates as
     opaque bytes).  Links are "tcp://HOST:PORT#HEXKEY"; endpoints are
@@ -26,6 +28,10 @@
 /*  Datagrams read per sb_discovery_handle, and expiry events per batch. */
 #define S_RECV_BATCH 256
 #define S_EXPIRE_BATCH 16
+/*  Members whose beacons were refused for lacking the broker role, each
+    logged once: at most this many names are remembered (then no more
+    lines; the beacon still counts every refusal).  */
+#define S_REFUSED_NAMES 32
 /*  A linked endpoint: the announced one and "#" and the key in hex.  */
 #define S_ENDPOINT_SIZE (SB_BEACON_ENDPOINT_MAX + 2 + 2 * SB_BEACON_KEY_SIZE)
 
@@ -42,6 +48,8 @@ struct sb_discovery {
     const sb_identity_t *identity;  /* NULL: insecure */
     bool certified;                 /* the beacon being handled passed s_verify */
     uint8_t certified_key [SB_BEACON_KEY_SIZE];     /* and its certificate's CURVE key */
+    char refused [S_REFUSED_NAMES][SB_NAME_MAX + 1];  /* members posing as brokers, logged */
+    size_t nrefused;
     bool log;
     char cluster [SB_BEACON_CLUSTER_MAX + 1];
     char seeds [SB_PEER_LINKS_MAX][SB_BEACON_ENDPOINT_MAX + 1];
@@ -117,9 +125,26 @@ s_endpoint (const char *announced, const char *from, char *out, size_t size)
     return written > 0 && (size_t) written < size ? 0 : -1;
 }
 
-/*  The beacon's certificate check for secure peers: a certificate of our
-    authority, valid now, for the key that signed the beacon.  Notes the
-    CURVE key it certifies for s_appeared.  */
+/*  Logs, once per member, that its beacons are refused: its certificate
+    is valid but has no broker role.  */
+static void
+s_refused_once (sb_discovery_t *self, const char *member)
+{
+    for (size_t i = 0; i < self->nrefused; i++)
+        if (streq (self->refused [i], member))
+            return;
+    if (self->nrefused == S_REFUSED_NAMES)
+        return;
+    strcpy (self->refused [self->nrefused++], member);
+    if (self->log)
+        zsys_warning ("cluster %s: member '%s' announces itself as a broker but its certificate "
+                      "has no broker role: its beacons are ignored", self->cluster, member);
+}
+
+/*  The beacon's certificate check for secure peers (sb_cert_check_broker):
+    a broker certificate of our authority, valid now, for the key that
+    signed the beacon.  Notes the CURVE key it certifies for s_appeared.
+    Returns as beacon.h's verify_cert.  */
 static int
 s_verify (const uint8_t *cert, size_t size, const uint8_t signing_pk [SB_BEACON_KEY_SIZE],
           void *arg)
@@ -130,12 +155,18 @@ s_verify (const uint8_t *cert, size_t size, const uint8_t signing_pk [SB_BEACON_
     if (!decoded)
         return -1;
     int rc = -1;
-    if (sb_cert_check (sb_identity_verifier (self->identity), cert, size,
-                       (uint64_t) time (NULL), decoded, NULL) == SB_CERT_OK
-    &&  sodium_memcmp (decoded->sign_pk, signing_pk, SB_BEACON_KEY_SIZE) == 0) {
+    sb_cert_status_t status = sb_cert_check_broker (sb_identity_verifier (self->identity), cert,
+                                                    size, signing_pk, (uint64_t) time (NULL),
+                                                    decoded, NULL);
+    if (status == SB_CERT_OK) {
         memcpy (self->certified_key, decoded->curve_pk, SB_BEACON_KEY_SIZE);
         self->certified = true;
         rc = 0;
+    }
+    else
+    if (status == SB_CERT_NOT_BROKER) {
+        s_refused_once (self, decoded->name);
+        rc = 1;
     }
     free (decoded);
     return rc;

@@ -15,8 +15,9 @@
 
     Secure peers (config.identity set, the cluster has an authority)
     believe only signed beacons whose signature verifies and whose
-    certificate is signed by the identity's authority, valid now, and
-    made out for both the signing key and the CURVE key announced; they
+    certificate is signed by the identity's authority, valid now, has the
+    broker role (sb_cert_check_broker), and is made out for both the
+    signing key and the CURVE key announced; they
     link as CURVE clients of that key ("tcp://HOST:PORT#HEXKEY", link.h).
     Unsigned, forged and foreign beacons are ignored and counted by the
     beacon (sb_beacon_counters).  Insecure peers (no identity) link only

@@ -17,7 +17,7 @@
 #include <string.h>
 #include <time.h>
 
-#define CERT_FIELDS 9
+#define CERT_FIELDS 9                   /* version 1; version 2 adds roles */
 #define CERT_FORMAT_LINE "switchboard-cert 1"
 #define REVOCATION_FILE_MAX (1024 * 1024)
 
@@ -32,6 +32,7 @@ static const char *s_status_names [SB_CERT_STATUS_MAX] = {
     [SB_CERT_REVOKED] = "revoked",
     [SB_CERT_KEY_MISMATCH] = "key_mismatch",
     [SB_CERT_UNKNOWN] = "unknown",
+    [SB_CERT_NOT_BROKER] = "not_broker",
 };
 
 const char *
@@ -104,6 +105,12 @@ bool
 sb_cert_may_call (const sb_cert_t *cert, const char *service)
 {
     return cert && s_match_list (cert->call, cert->call_count, service);
+}
+
+bool
+sb_cert_is_broker (const sb_cert_t *cert)
+{
+    return cert && (cert->roles & SB_CERT_ROLE_BROKER);
 }
 
 /*  --------------------------------------------------------------------
@@ -241,19 +248,31 @@ s_pack_bin (msgpack_packer *pk, const uint8_t *data, size_t size)
 }
 
 int
+sb_cert_add_roles (sb_cert_t *cert, uint32_t roles, sb_error_t *err)
+{
+    if (roles & ~(uint32_t) SB_CERT_ROLES_KNOWN)
+        return sb_error_set (err, SB_E_BAD_REQUEST, "unknown certificate role bits 0x%x",
+                             (unsigned) (roles & ~(uint32_t) SB_CERT_ROLES_KNOWN));
+    cert->signed_size = 0;
+    cert->roles |= roles;
+    return 0;
+}
+
+int
 sb_cert_sign (sb_cert_t *cert, const sb_keys_t *authority, sb_error_t *err)
 {
     if (!authority || sb_keys_kind (authority) != SB_KEYS_AUTHORITY || !sb_keys_has_secret (authority))
         return sb_error_set (err, SB_E_BAD_REQUEST, "signing needs the authority's secret key");
     if (!sb_keys_valid_name (cert->name) || cert->expires_at <= cert->issued_at)
         return sb_error_set (err, SB_E_BAD_REQUEST, "certificate has no valid name or lifetime");
-    cert->version = SB_CERT_VERSION;
+    /*  Without roles, exactly the version 1 encoding older builds read.  */
+    cert->version = cert->roles ? SB_CERT_VERSION_ROLES : SB_CERT_VERSION;
     sb_keys_id (authority, cert->authority_id);
 
     fixed_buffer_t fb = { cert->signed_data, 0, sizeof cert->signed_data, false };
     msgpack_packer pk;
     msgpack_packer_init (&pk, &fb, s_fixed_write);
-    msgpack_pack_array (&pk, CERT_FIELDS);
+    msgpack_pack_array (&pk, CERT_FIELDS + (cert->roles ? 1 : 0));
     msgpack_pack_uint32 (&pk, cert->version);
     s_pack_str (&pk, cert->name);
     s_pack_bin (&pk, cert->curve_pk, SB_KEY_SIZE);
@@ -267,6 +286,8 @@ sb_cert_sign (sb_cert_t *cert, const sb_keys_t *authority, sb_error_t *err)
     msgpack_pack_uint64 (&pk, cert->issued_at);
     msgpack_pack_uint64 (&pk, cert->expires_at);
     s_pack_bin (&pk, cert->authority_id, SB_KEY_ID_SIZE);
+    if (cert->roles)
+        msgpack_pack_uint32 (&pk, cert->roles);
     if (fb.overflow) {
         cert->signed_size = 0;
         return sb_error_set (err, SB_E_INTERNAL, "certificate does not fit in %d bytes", SB_CERT_MAX);
@@ -393,15 +414,23 @@ sb_cert_parse (const void *data, size_t size, sb_cert_t *out, sb_error_t *err)
         status = s_malformed (err, "version must be an unsigned integer");
         goto done_inner;
     }
-    if (f [0].via.u64 != SB_CERT_VERSION) {
-        sb_error_set (err, SB_E_UNAUTHORIZED, "unsupported certificate version %llu (this build reads %d)",
-                      (unsigned long long) f [0].via.u64, SB_CERT_VERSION);
+    if (f [0].via.u64 != SB_CERT_VERSION && f [0].via.u64 != SB_CERT_VERSION_ROLES) {
+        sb_error_set (err, SB_E_UNAUTHORIZED,
+                      "unsupported certificate version %llu (this build reads %d and %d)",
+                      (unsigned long long) f [0].via.u64, SB_CERT_VERSION, SB_CERT_VERSION_ROLES);
         status = SB_CERT_UNSUPPORTED;
         goto done_inner;
     }
-    out->version = SB_CERT_VERSION;
-    if (n != CERT_FIELDS)
-        status = s_malformed (err, "expected 9 fields");
+    out->version = (uint32_t) f [0].via.u64;
+    uint32_t fields = out->version == SB_CERT_VERSION ? CERT_FIELDS : CERT_FIELDS + 1;
+    if (n != fields)
+        status = s_malformed (err, out->version == SB_CERT_VERSION ? "expected 9 fields"
+                                                                    : "expected 10 fields");
+    else
+    if (out->version == SB_CERT_VERSION_ROLES
+    &&  (f [9].type != MSGPACK_OBJECT_POSITIVE_INTEGER || f [9].via.u64 == 0
+         || (f [9].via.u64 & ~(uint64_t) SB_CERT_ROLES_KNOWN)))
+        status = s_malformed (err, "roles must be a non-empty set of known role bits");
     else
     if (!s_get_str (&f [1], out->name, SB_NAME_MAX) || !sb_keys_valid_name (out->name))
         status = s_malformed (err, "invalid member name");
@@ -429,6 +458,7 @@ sb_cert_parse (const void *data, size_t size, sb_cert_t *out, sb_error_t *err)
     else {
         out->issued_at = f [6].via.u64;
         out->expires_at = f [7].via.u64;
+        out->roles = out->version == SB_CERT_VERSION_ROLES ? (uint32_t) f [9].via.u64 : 0;
     }
 done_inner:
     msgpack_unpacked_destroy (&inner);
@@ -545,6 +575,8 @@ sb_cert_save (const sb_cert_t *cert, const char *path, sb_error_t *err)
         cert->name, id, issued, expires);
     s_put_list (text, &len, SB_CERT_FILE_MAX, "offer", cert->offer, cert->offer_count);
     s_put_list (text, &len, SB_CERT_FILE_MAX, "call", cert->call, cert->call_count);
+    len += (size_t) snprintf (text + len, SB_CERT_FILE_MAX - len, "# roles: %s\n",
+                              sb_cert_is_broker (cert) ? "broker" : "(none)");
     len += (size_t) snprintf (text + len, SB_CERT_FILE_MAX - len, "format = " CERT_FORMAT_LINE "\ncert = ");
     size_t b64 = sodium_base64_ENCODED_LEN (size, sodium_base64_VARIANT_ORIGINAL);
     int rc = -1;
@@ -786,6 +818,26 @@ sb_cert_check (const sb_cert_verifier_t *verifier, const void *data, size_t size
     return status;
 }
 
+sb_cert_status_t
+sb_cert_check_broker (const sb_cert_verifier_t *verifier, const void *data, size_t size,
+                      const uint8_t signing_pk [SB_KEY_SIZE], uint64_t now, sb_cert_t *out,
+                      sb_error_t *err)
+{
+    sb_cert_status_t status = sb_cert_check (verifier, data, size, now, out, err);
+    if (status != SB_CERT_OK)
+        return status;
+    if (sodium_memcmp (out->sign_pk, signing_pk, SB_KEY_SIZE) != 0) {
+        sb_error_set (err, SB_E_UNAUTHORIZED, "certificate of '%s' is not for the key that signed",
+                      out->name);
+        return SB_CERT_KEY_MISMATCH;
+    }
+    if (!sb_cert_is_broker (out)) {
+        sb_error_set (err, SB_E_FORBIDDEN, "certificate of '%s' has no broker role", out->name);
+        return SB_CERT_NOT_BROKER;
+    }
+    return SB_CERT_OK;
+}
+
 int
 sb_cert_verify_beacon (const uint8_t *cert, size_t size, const uint8_t signing_pk [32], void *arg)
 {
@@ -795,10 +847,10 @@ sb_cert_verify_beacon (const uint8_t *cert, size_t size, const uint8_t signing_p
     sb_cert_t *decoded = (sb_cert_t *) malloc (sizeof (sb_cert_t));
     if (!decoded)
         return -1;
-    int rc = sb_cert_check (verifier, cert, size, (uint64_t) time (NULL), decoded, NULL) == SB_CERT_OK
-          && sodium_memcmp (decoded->sign_pk, signing_pk, SB_KEY_SIZE) == 0 ? 0 : -1;
+    sb_cert_status_t status = sb_cert_check_broker (verifier, cert, size, signing_pk,
+                                                    (uint64_t) time (NULL), decoded, NULL);
     free (decoded);
-    return rc;
+    return status == SB_CERT_OK ? 0 : status == SB_CERT_NOT_BROKER ? 1 : -1;
 }
 
 sb_cert_status_t

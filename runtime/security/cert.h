@@ -10,9 +10,17 @@
     bin items, [signed, signature].  `signed` is the exact byte string the
     signature covers; it is itself a MessagePack array in fixed order:
 
-        [ version=1, name, curve_pk (bin 32), sign_pk (bin 32),
+        [ version, name, curve_pk (bin 32), sign_pk (bin 32),
           offer [str...], call [str...], issued_at, expires_at,
-          authority_id (bin 16) ]
+          authority_id (bin 16) (, roles) ]
+
+    Version 1 has the first nine fields and no roles; version 2 adds
+    `roles`, a uint bit set (SB_CERT_ROLE_*; other bits are refused as
+    malformed).  A certificate with no role is signed as version 1, byte
+    for byte what older builds issued and read; one with a role as
+    version 2.  Roles grant what patterns cannot: SB_CERT_ROLE_BROKER
+    lets the member announce itself as a broker (beacons) and speak PEER
+    and DIRECTORY to other brokers.
 
     Verifying never re-encodes: it checks the signature over those bytes.
 
@@ -41,7 +49,10 @@
 #include "security/keys.h"
 #include "wire/wire.h"
 
-#define SB_CERT_VERSION 1
+#define SB_CERT_VERSION 1               /* without roles */
+#define SB_CERT_VERSION_ROLES 2         /* with the roles field */
+#define SB_CERT_ROLE_BROKER 0x01        /* may act as a broker of the cluster */
+#define SB_CERT_ROLES_KNOWN SB_CERT_ROLE_BROKER
 #define SB_CERT_MAX 4096                /* encoded certificate, bytes */
 #define SB_CERT_LIST_MAX 32             /* entries in the offer and call lists */
 #define SB_CERT_PATTERN_MAX 65          /* characters in one pattern */
@@ -61,6 +72,7 @@ typedef enum {
     SB_CERT_REVOKED,            /* name or key id on the revocation list */
     SB_CERT_KEY_MISMATCH,       /* the certificate is for other keys than presented */
     SB_CERT_UNKNOWN,            /* no certificate known for this key (sb_cert_store) */
+    SB_CERT_NOT_BROKER,         /* valid, but without the broker role (sb_cert_check_broker) */
     SB_CERT_STATUS_MAX
 } sb_cert_status_t;
 
@@ -71,6 +83,7 @@ const char *sb_cert_status_name (sb_cert_status_t status);
     freed by its holder.  `signed_data` is a copy of the signed bytes.  */
 typedef struct {
     uint32_t version;
+    uint32_t roles;             /* SB_CERT_ROLE_* */
     char name [SB_NAME_MAX + 1];
     uint8_t curve_pk [SB_KEY_SIZE];
     uint8_t sign_pk [SB_KEY_SIZE];
@@ -99,6 +112,8 @@ int sb_cert_add_call (sb_cert_t *cert, const char *pattern, sb_error_t *err) SB_
 /*  Adds each entry of a comma-separated list ("echo,sys,billing.*").  */
 int sb_cert_add_offer_list (sb_cert_t *cert, const char *list, sb_error_t *err) SB_WARN_UNUSED;
 int sb_cert_add_call_list (sb_cert_t *cert, const char *list, sb_error_t *err) SB_WARN_UNUSED;
+/*  Grants roles (SB_CERT_ROLE_* bits); unknown bits: -1 with err.  */
+int sb_cert_add_roles (sb_cert_t *cert, uint32_t roles, sb_error_t *err) SB_WARN_UNUSED;
 int sb_cert_sign (sb_cert_t *cert, const sb_keys_t *authority, sb_error_t *err) SB_WARN_UNUSED;
 
 /*  Writes the encoding of a signed certificate into out; returns its size,
@@ -121,6 +136,8 @@ sb_cert_status_t sb_cert_verify (const sb_cert_t *cert, const uint8_t authority_
 /*  Access checks.  `service` is a service name or "service.method".  */
 bool sb_cert_may_offer (const sb_cert_t *cert, const char *service);
 bool sb_cert_may_call (const sb_cert_t *cert, const char *service);
+/*  May the member act as a broker (beacons, PEER, DIRECTORY)?  */
+bool sb_cert_is_broker (const sb_cert_t *cert);
 /*  One pattern against one name (the rule above), for callers with their
     own lists.  */
 bool sb_cert_pattern_match (const char *pattern, const char *service);
@@ -175,10 +192,18 @@ sb_cert_status_t sb_cert_check_peer (const sb_cert_verifier_t *verifier, const v
                                      const uint8_t curve_pk [SB_KEY_SIZE], uint64_t now,
                                      sb_cert_t *out, sb_error_t *err) SB_WARN_UNUSED;
 
-/*  The beacon module's verify_cert callback: `arg` is a
-    const sb_cert_verifier_t *.  Returns 0 if `cert` is valid now, signed
-    by the authority, not revoked, and made out for `signing_pk`; -1
-    otherwise.  */
+/*  What a beacon's certificate must be, for brokers and peers alike:
+    sb_cert_check at `now`, made out for `signing_pk` (the key that signed
+    the beacon; SB_CERT_KEY_MISMATCH otherwise), and with the broker role
+    (SB_CERT_NOT_BROKER otherwise; *out is then the valid certificate, so
+    the caller can name the member).  */
+sb_cert_status_t sb_cert_check_broker (const sb_cert_verifier_t *verifier, const void *data,
+                                       size_t size, const uint8_t signing_pk [SB_KEY_SIZE],
+                                       uint64_t now, sb_cert_t *out, sb_error_t *err) SB_WARN_UNUSED;
+
+/*  The beacon module's verify_cert callback (beacon.h): `arg` is a
+    const sb_cert_verifier_t *.  sb_cert_check_broker now: 0 when it
+    passes, 1 when the only fault is a missing broker role, -1 otherwise. */
 int sb_cert_verify_beacon (const uint8_t *cert, size_t size, const uint8_t signing_pk [32], void *arg);
 
 /*  --------------------------------------------------------------------

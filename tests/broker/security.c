@@ -49,8 +49,8 @@ s_seen_has (const char *text)
 /*  A member: keys (secret file written for the broker), and a certificate
     in the keys directory valid from now + `from` for `lifetime` s.  */
 static sb_keys_t *
-s_member (const char *name, const char *offer, const char *call, int64_t from, uint64_t lifetime,
-          bool with_cert)
+s_member_roles (const char *name, const char *offer, const char *call, int64_t from,
+                uint64_t lifetime, bool with_cert, uint32_t roles)
 {
     sb_error_t err = { 0 };
     sb_keys_t *keys = sb_keys_new_member (name, &err);
@@ -60,9 +60,29 @@ s_member (const char *name, const char *offer, const char *call, int64_t from, u
     snprintf (file, sizeof file, "%s.cert", name);
     if (kd_issue (s_dir, file, &(kd_cert_t) { .keys = keys, .authority = s_authority,
             .issued_at = (uint64_t) ((int64_t) time (NULL) + from), .lifetime = lifetime,
-            .offer = offer, .call = call }))
+            .offer = offer, .call = call, .roles = roles }))
         sb_keys_destroy (&keys);
     return keys;
+}
+
+/*  An ordinary member (no role).  */
+static sb_keys_t *
+s_member (const char *name, const char *offer, const char *call, int64_t from, uint64_t lifetime,
+          bool with_cert)
+{
+    return s_member_roles (name, offer, call, from, lifetime, with_cert, 0);
+}
+
+/*  Sends PEER as `name` and says whether the broker answered PEER.  */
+static bool
+s_peer_answered (zsock_t *sock, const char *name)
+{
+    sb_header_t h;
+    sb_header_init (&h, SB_CMD_PEER);
+    sb_header_set_name (&h, name);
+    bp_send (sock, &h, NULL, 0);
+    bp_msg_t m;
+    return bp_recv (sock, &m, 1000) == 0 && m.h.command == SB_CMD_PEER;
 }
 
 /*  A DEALER speaking CURVE with `keys` (NULL: no CURVE) to the broker.  */
@@ -154,7 +174,7 @@ main (void)
     snprintf (path, sizeof path, "%s/authority.pub", s_dir);
     tap_ok (s_authority && sb_keys_save_public (s_authority, path, &err) == 0, "authority made");
 
-    sb_keys_t *broker = s_member ("broker1", "sys", "*", 0, 3600, true);
+    sb_keys_t *broker = s_member_roles ("broker1", "sys", "*", 0, 3600, true, SB_CERT_ROLE_BROKER);
     snprintf (path, sizeof path, "%s/broker1.key", s_dir);
     tap_ok (broker && sb_keys_save_secret (broker, path, &err) == 0, "broker identity made");
     sb_keys_t *alice = s_member ("alice", "echo", "echo,sys", 0, 3600, true);
@@ -162,7 +182,13 @@ main (void)
     sb_keys_t *mallory = s_member ("mallory", "other", "sys", 0, 3600, true);
     sb_keys_t *old = s_member ("old", "echo", "*", -7200, 3600, true);
     sb_keys_t *stranger = s_member ("stranger", "", "", 0, 0, false);
-    tap_ok (alice && bob && mallory && old && stranger, "member keys and certificates made");
+    /*  wild may offer anything (the old rule for brokers was "may offer
+        sys") but has no broker role; broker2 has the role and offers
+        nothing.  */
+    sb_keys_t *wild = s_member ("wild", "*", "sys", 0, 3600, true);
+    sb_keys_t *broker2 = s_member_roles ("broker2", NULL, "sys", 0, 3600, true, SB_CERT_ROLE_BROKER);
+    tap_ok (alice && bob && mallory && old && stranger && wild && broker2,
+            "member keys and certificates made");
     tap_ok (kd_write (s_dir, "revoked", "# nobody yet\n", 0644) == 0, "empty revocation list");
 
     char revoked [512];
@@ -245,6 +271,24 @@ main (void)
     bp_sync (mal);
     tap_ok (s_instances (admin, "other") == 1, "mallory may offer what its certificate says");
 
+    /*  Roles: only a member whose certificate has the broker role may
+        speak PEER and DIRECTORY; others are ignored, counted, logged once. */
+    zsock_t *wilds = s_connect (wild);
+    zsock_set_rcvtimeo (wilds, BP_WAIT);
+    tap_ok (!s_peer_answered (wilds, "wild"), "PEER from a member without the broker role: no answer");
+    sb_header_t dh;
+    sb_header_init (&dh, SB_CMD_DIRECTORY);
+    bp_send (wilds, &dh, "\x80", 1);
+    tap_ok (bp_sync (wilds) == 0, "the member itself is still served");
+    tap_ok (bp_stat (admin, "not_broker", NULL) == 2,
+            "sys.stats not_broker counts its PEER and DIRECTORY (%lld)",
+            (long long) bp_stat (admin, "not_broker", NULL));
+    tap_ok (bp_stat (admin, "directories", NULL) == 0, "no DIRECTORY accepted from it");
+    zsock_t *b2 = s_connect (broker2);
+    zsock_set_rcvtimeo (b2, BP_WAIT);
+    tap_ok (s_peer_answered (b2, "broker2"), "PEER from a broker certificate is answered PEER");
+    tap_ok (bp_stat (admin, "not_broker", NULL) == 2, "and not counted as refused");
+
     /*  Revocation: bob works, is revoked, reload: new sessions refused, the
         open one forbidden from its next request.  */
     zsock_t *bobs = s_connect (bob);
@@ -267,6 +311,8 @@ main (void)
 
     bp_keep (worker, false);
     zsock_destroy (&bobs);
+    zsock_destroy (&b2);
+    zsock_destroy (&wilds);
     zsock_destroy (&mal);
     zsock_destroy (&worker);
     zsock_destroy (&admin);
@@ -277,6 +323,8 @@ main (void)
     sb_keys_destroy (&mallory);
     sb_keys_destroy (&old);
     sb_keys_destroy (&stranger);
+    sb_keys_destroy (&wild);
+    sb_keys_destroy (&broker2);
     sb_keys_destroy (&s_authority);
     kd_remove (s_dir);
     return tap_done ();

@@ -9,7 +9,11 @@
 # name that is --insecure (unsigned beacons) or whose certificate comes
 # from another authority is ignored by the secure members (nobody links to
 # it, the secure brokers count its beacons as refused) and does not disturb
-# them.  Every wait is bounded; lib.sh kills what is left.
+# them.  An ordinary member (cli, whose certificate has no broker role)
+# running a broker with its own keys is no broker either: hosts, callers
+# and brokers ignore its signed beacons (counted as beacons.not_broker),
+# and the brokers refuse its PEER (sys.stats not_broker).  Every wait is
+# bounded; lib.sh kills what is left.
 . "$(dirname "$0")/lib.sh"
 
 DEMO_KEYS=${SB_TOP_SRCDIR:-}/tools/demo-keys.sh
@@ -54,6 +58,17 @@ wait_echo () {
         tries=$((tries - 1))
     done
     return 1
+}
+
+# top_stat ENDPOINT NAME: a top-level sys.stats counter of a secure broker.
+top_stat () {
+    "$SB" call $AS_CLI --connect "$1" sys.stats 2>/dev/null | python3 -c '
+import json, sys
+try:
+    print(json.load(sys.stdin).get(sys.argv[1], -1))
+except ValueError:
+    print(-1)
+' "$2"
 }
 
 # beacon_stat ENDPOINT NAME: a beacons.* counter of a secure broker.
@@ -129,5 +144,49 @@ for i in $(seq 1 10); do
     [ "$("$SB" call $CL $AS_CLI --timeout 5000 echo.echo "$i" 2>/dev/null)" = "$i" ] && good=$((good + 1))
 done
 is "$good" 10 "10 secure calls by discovery answered beside the insecure and foreign brokers"
+
+# -- an ordinary member poses as a broker --------------------------------------
+# cli may only call; a broker run with cli's keys signs its beacons with
+# cli's own valid certificate and announces its own endpoint.
+start_cluster_broker fake-b5 'tcp://127.0.0.1:*' --keys "$K" --member cli || bail "no broker fake-b5"
+B5=$CB_EP
+grep -q "has no broker role" "$SB_TMP/fake-b5.log"
+ok $? "a broker started with a certificate without the broker role warns"
+refused=0
+for _ in $(seq 50); do
+    if [ "$(beacon_stat "$B1" not_broker)" -gt 0 ] && [ "$(beacon_stat "$B2" not_broker)" -gt 0 ]; then
+        refused=1
+        break
+    fi
+    sleep 0.2
+done
+ok $((1 - refused)) "the secure brokers refuse the member's beacons (beacons.not_broker)"
+# The member's broker links to the real brokers (their beacons are good):
+# its PEER is refused and counted.
+refused=0
+for _ in $(seq 50); do
+    if [ "$(top_stat "$B1" not_broker)" -gt 0 ] && [ "$(top_stat "$B2" not_broker)" -gt 0 ]; then
+        refused=1
+        break
+    fi
+    sleep 0.2
+done
+ok $((1 - refused)) "the secure brokers refuse the member's PEER (sys.stats not_broker)"
+grep -q "member 'cli' is not a broker" "$SB_TMP/sec-b1.log"
+ok $? "and log it with the member's name"
+is "$(grep -c "member 'cli' is not a broker" "$SB_TMP/sec-b1.log")" 1 "once"
+sleep 3
+TABLE=$("$SB" services $CL $AS_CLI 2>&1)
+like "$TABLE" 'cluster of 2 brokers' "sb services by discovery still sees 2 brokers"
+fake=0
+for i in $(seq 1 10); do
+    OUT=$("$SB" call $CL $AS_CLI --timeout 5000 sys.ping 2>/dev/null)
+    case $OUT in *fake-b5*) fake=$((fake + 1)) ;; esac
+done
+is "$fake" 0 "secure callers by discovery never reach the member's broker (10 sys.ping)"
+cat "$SB_TMP/run.out" "$SB_TMP/run.err" | grep -q "${B5%%#*}"
+ok $((! $?)) "the echo host never linked to the member's broker"
+is "$(echo_instances "$(services_json "$B5" $AS_CLI)")" 0 "the member's broker has no echo instance"
+is "$(top_stat "$B5" directories)" 0 "no broker sent the member's broker a DIRECTORY"
 
 done_testing

@@ -476,13 +476,14 @@ s_handle_signed (sb_beacon_t *listener, uint8_t id_byte, const char *endpoint,
 }
 
 static size_t
-s_issue (const sb_keys_t *member, const sb_keys_t *authority, uint8_t *out, size_t out_max)
+s_issue (const sb_keys_t *member, const sb_keys_t *authority, uint32_t roles, uint8_t *out,
+         size_t out_max)
 {
     sb_cert_t *cert = calloc (1, sizeof *cert);
     sb_error_t err;
     size_t size = 0;
     if (cert && sb_cert_init (cert, member, (uint64_t) time (NULL) - 60, 3600, &err) == 0
-    &&  sb_cert_sign (cert, authority, &err) == 0)
+    &&  sb_cert_add_roles (cert, roles, &err) == 0 && sb_cert_sign (cert, authority, &err) == 0)
         size = sb_cert_encode (cert, out, out_max);
     free (cert);
     return size;
@@ -497,8 +498,12 @@ s_test_real_certs (void)
     sb_keys_t *broker = sb_keys_new_member ("broker1", &err);
     sb_keys_t *other = sb_keys_new_member ("broker2", &err);
     uint8_t cert [SB_CERT_MAX + 80], foreign_cert [SB_CERT_MAX + 80];
-    size_t cert_size = s_issue (broker, authority, cert, sizeof cert);
-    size_t foreign_size = s_issue (other, stranger_authority, foreign_cert, sizeof foreign_cert);
+    sb_keys_t *member = sb_keys_new_member ("cli", &err);
+    uint8_t member_cert [SB_CERT_MAX + 80];
+    size_t cert_size = s_issue (broker, authority, SB_CERT_ROLE_BROKER, cert, sizeof cert);
+    size_t foreign_size = s_issue (other, stranger_authority, SB_CERT_ROLE_BROKER, foreign_cert,
+                                   sizeof foreign_cert);
+    size_t member_size = s_issue (member, authority, 0, member_cert, sizeof member_cert);
     if (!tap_ok (cert_size > 0 && cert_size <= SB_BEACON_CERT_MAX && foreign_size > 0,
                  "a member certificate fits in a beacon (%zu bytes)", cert_size))
         exit (1);
@@ -511,7 +516,7 @@ s_test_real_certs (void)
     sb_beacon_event_t event;
     tap_is_int (s_handle_signed (listener, 0x51, "tcp://127.0.0.1:7651", cert, cert_size,
                                  sb_keys_sign_secret (broker), &event),
-                SB_BEACON_APPEARED, "sb_cert_verify_beacon: the member's signed beacon appears");
+                SB_BEACON_APPEARED, "sb_cert_verify_beacon: the broker's signed beacon appears");
     s_handle_signed (listener, 0x52, "tcp://127.0.0.1:7652", cert, cert_size,
                      sb_keys_sign_secret (other), &event);
     tap_ok (event.type == SB_BEACON_IGNORED && event.reason == SB_BEACON_BAD_CERT,
@@ -520,7 +525,18 @@ s_test_real_certs (void)
                      sb_keys_sign_secret (other), &event);
     tap_ok (event.type == SB_BEACON_IGNORED && event.reason == SB_BEACON_BAD_CERT,
             "a certificate from another authority: bad_cert");
+    /*  An ordinary member posing as a broker: its own key, its own valid
+        certificate, its own endpoint; the certificate has no broker role.  */
+    s_handle_signed (listener, 0x54, "tcp://127.0.0.1:7654", member_cert, member_size,
+                     sb_keys_sign_secret (member), &event);
+    tap_ok (event.type == SB_BEACON_IGNORED && event.reason == SB_BEACON_NOT_BROKER,
+            "a member's own valid certificate without the broker role: not_broker");
+    sb_beacon_counters_t counters;
+    sb_beacon_counters (listener, &counters);
+    tap_ok (counters.ignored [SB_BEACON_NOT_BROKER] == 1 && sb_beacon_size (listener) == 1,
+            "counted as not_broker; only the real broker is known");
     sb_beacon_destroy (&listener);
+    sb_keys_destroy (&member);
     sb_keys_destroy (&authority);
     sb_keys_destroy (&stranger_authority);
     sb_keys_destroy (&broker);

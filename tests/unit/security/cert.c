@@ -106,9 +106,9 @@ main (void)
     tap_is_int (sb_cert_parse ("\x92\xc4\x01\x01\xc4\x00", 6, &s_out, &err), SB_CERT_MALFORMED,
                 "garbage: %s", err.text);
     tap_is_int (sb_cert_parse (s_buf, SB_CERT_MAX + 81, &s_out, &err), SB_CERT_MALFORMED, "oversized");
-    /*  [ [2], sig ] : a later format version.  */
-    uint8_t v2 [72] = { 0x92, 0xc4, 0x02, 0x91, 0x02, 0xc4, 64 };
-    tap_is_int (sb_cert_parse (v2, 71, &s_out, &err), SB_CERT_UNSUPPORTED, "other version: %s", err.text);
+    /*  [ [3], sig ] : a later format version.  */
+    uint8_t v3 [72] = { 0x92, 0xc4, 0x02, 0x91, 0x03, 0xc4, 64 };
+    tap_is_int (sb_cert_parse (v3, 71, &s_out, &err), SB_CERT_UNSUPPORTED, "other version: %s", err.text);
     tap_is_int (sb_cert_verify (&s_out, ca_pk, now, &err), SB_CERT_MALFORMED, "unparsed cert never verifies");
 
     /*  Patterns.  */
@@ -180,14 +180,35 @@ main (void)
     tap_ok (sb_revocation_reload (revoked, &err) == 0 && sb_revocation_has (revoked, &s_out),
             "revoked by name");
 
-    /*  Beacon callback: valid for alice's signing key only.  */
+    /*  Beacon callback: alice is an ordinary member, so her valid
+        certificate is "not a broker" (1), never believed.  */
     verifier.revoked = NULL;
-    tap_ok (sb_cert_verify_beacon (s_buf, size, sb_keys_sign_public (alice), &verifier) == 0,
-            "beacon callback accepts a valid certificate");
-    tap_ok (sb_cert_verify_beacon (s_buf, size, sb_keys_curve_public (alice), &verifier) == -1,
+    tap_ok (sb_cert_verify_beacon (s_buf, size, sb_keys_sign_public (alice), &verifier) == 1,
+            "beacon callback: a valid member certificate without the broker role is not a broker");
+    tap_is_int (sb_cert_check_broker (&verifier, s_buf, size, sb_keys_sign_public (alice), now,
+                                      &checked, &err),
+                SB_CERT_NOT_BROKER, "check_broker names the member: %s", err.text);
+    tap_ok (strstr (err.text, "alice") != NULL, "the refusal names alice");
+
+    /*  Roles: a broker certificate is version 2 and round-trips.  */
+    sb_cert_t role = s_cert;
+    tap_ok (sb_cert_add_roles (&role, 0x80, &err) == -1, "unknown role bits refused: %s", err.text);
+    tap_ok (sb_cert_add_roles (&role, SB_CERT_ROLE_BROKER, &err) == 0
+            && sb_cert_sign (&role, ca, &err) == 0, "broker role granted and signed");
+    uint8_t role_buf [SB_CERT_MAX + 80];
+    size_t role_size = sb_cert_encode (&role, role_buf, sizeof role_buf);
+    tap_ok (role_size > 0 && sb_cert_parse (role_buf, role_size, &s_out, &err) == SB_CERT_OK
+            && s_out.version == SB_CERT_VERSION_ROLES && sb_cert_is_broker (&s_out),
+            "a broker certificate parses as version 2 with the broker role");
+    tap_ok (sb_cert_parse (s_buf, size, &s_out, &err) == SB_CERT_OK
+            && s_out.version == SB_CERT_VERSION && !sb_cert_is_broker (&s_out),
+            "a certificate without roles is still version 1 (older certificates read as non-broker)");
+    tap_ok (sb_cert_verify_beacon (role_buf, role_size, sb_keys_sign_public (alice), &verifier) == 0,
+            "beacon callback accepts a valid broker certificate");
+    tap_ok (sb_cert_verify_beacon (role_buf, role_size, sb_keys_curve_public (alice), &verifier) == -1,
             "beacon callback refuses another signing key");
     verifier.revoked = revoked;
-    tap_ok (sb_cert_verify_beacon (s_buf, size, sb_keys_sign_public (alice), &verifier) == -1,
+    tap_ok (sb_cert_verify_beacon (role_buf, role_size, sb_keys_sign_public (alice), &verifier) == -1,
             "beacon callback refuses a revoked member");
 
     /*  check_peer: the certificate must be for the connection's CURVE key.  */
