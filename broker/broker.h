@@ -27,6 +27,15 @@ typedef struct {
     size_t queue_max;        /* per service, default 10000 */
     size_t body_max;         /* default SB_BODY_MAX_DEFAULT */
     int default_timeout_ms;  /* default 30000 */
+    /*  Limits on what one peer may make the broker hold or do
+        (docs/operations.md, "Limits").  */
+    int max_timeout_ms;      /* largest deadline taken; longer ones are clamped (default 300000) */
+    size_t peer_budget;      /* bytes held for one peer: bodies of its requests the broker
+                                keeps, and bodies sent to it not yet written out
+                                (default 64 MiB) */
+    size_t peer_services_max;/* services one peer may offer (default 256) */
+    size_t services_max;     /* services in the broker's directory (default 4096) */
+    size_t instances_max;    /* workers (instances) of one service (default 1024) */
     /*  Cluster (docs/protocol.md sections 9 and 12).  */
     const char *cluster;     /* default "default" */
     const char *beacon;      /* "lo", IFACE, "239.x.y.z[@IFACE]" or "off"; NULL: "off"
@@ -61,6 +70,11 @@ typedef struct {
 #define SB_BROKER_HEARTBEAT_DEFAULT 1000
 #define SB_BROKER_QUEUE_DEFAULT 10000
 #define SB_BROKER_TIMEOUT_DEFAULT 30000
+#define SB_BROKER_MAX_TIMEOUT_DEFAULT 300000
+#define SB_BROKER_PEER_BUDGET_DEFAULT ((size_t) 64 * 1024 * 1024)
+#define SB_BROKER_PEER_SERVICES_DEFAULT 256
+#define SB_BROKER_SERVICES_DEFAULT 4096
+#define SB_BROKER_INSTANCES_DEFAULT 1024
 
 /*  Starts the broker actor and returns once its socket is bound.  config
     may be NULL (all defaults).  Returns NULL with err filled (code

@@ -10,6 +10,12 @@
       request goes to the least-loaded worker with a free credit, or waits
       in its service's queue until one frees (requests.c holds the
       requests themselves).
+    - Bounded work: a peer finds its worker for a service in its own hash
+      (by_service), so READY costs O(1) whatever the peer offers, and the
+      directory has limits: services per peer, services in the broker,
+      instances per service (docs/operations.md).  A READY past one is
+      answered ERROR `overloaded`, counted (directory_refused) and logged
+      once per peer, before its body is read.
 */
 #include "engine.h"
 
@@ -31,17 +37,19 @@ sb__method_index (const service_t *s, const char *name)
     return -1;
 }
 
-/*  The least-loaded worker offering `method` with a free credit, or NULL.
-    Load compares in_flight/capacity by cross-multiplication; ties rotate. */
+/*  The least-loaded worker offering `method` with a free credit and its
+    peer under its budget, or NULL.  Load compares in_flight/capacity by
+    cross-multiplication; ties rotate. */
 worker_t *
-sb__pick_worker (service_t *s, int method)
+sb__pick_worker (engine_t *self, service_t *s, int method)
 {
     worker_t *best = NULL;
     uint64_t bit = (uint64_t) 1 << method;
     size_t n = s->nworkers;
     for (size_t k = 0; k < n; k++) {
         worker_t *w = s->workers [(s->rr + k) % n];
-        if (w->in_flight >= w->capacity || !(w->mask & bit) || w->peer->doomed)
+        if (w->in_flight >= w->capacity || !(w->mask & bit) || w->peer->doomed
+        ||  sb__over_budget (self, w->peer))
             continue;
         if (!best || (uint64_t) w->in_flight * best->capacity
                    < (uint64_t) best->in_flight * w->capacity)
@@ -75,10 +83,8 @@ sb__dispatch_to (engine_t *self, req_t *r, worker_t *w)
         body.data = (const uint8_t *) zmq_msg_data (&r->body) + r->body_offset;
     if (sb__send (self, w->peer, h, r->has_body ? &body : NULL))
         return -1;
-    if (r->has_body && !r->idempotent) {
-        zmq_msg_close (&r->body);
-        r->has_body = false;
-    }
+    if (!r->idempotent)
+        sb__req_body_drop (r);
     r->state = REQ_INFLIGHT;
     r->worker = w;
     sb__req_list_push_back (&w->inflight, r);
@@ -92,7 +98,7 @@ sb__service_dispatch (engine_t *self, service_t *s)
 {
     while (s->queue.head) {
         req_t *r = s->queue.head;
-        worker_t *w = sb__pick_worker (s, r->method);
+        worker_t *w = sb__pick_worker (self, s, r->method);
         if (!w)
             break;
         sb__req_list_remove (&s->queue, r);
@@ -105,6 +111,16 @@ sb__service_dispatch (engine_t *self, service_t *s)
         if (!w->peer->doomed)
             break;              /* its send queue is full: try again later */
     }
+}
+
+/*  Tries every queue again (from the tick): workers whose send queue was
+    full, or whose peer was over its budget, may take requests now.  */
+void
+sb__services_retry (engine_t *self)
+{
+    for (service_t *s = zhashx_first (self->services); s; s = zhashx_next (self->services))
+        if (s->queue.head)
+            sb__service_dispatch (self, s);
 }
 
 static void
@@ -154,6 +170,9 @@ sb__worker_remove (engine_t *self, worker_t *w)
     s->workers [w->index] = s->workers [--s->nworkers];
     s->workers [w->index]->index = w->index;
     self->nworkers--;
+    w->peer->nworkers--;
+    if (w->peer->by_service)
+        zhashx_delete (w->peer->by_service, s->name);
     free (w);
     self->dir_dirty = true;
     s_service_recompute (s);
@@ -226,6 +245,42 @@ s_parse_ready (service_t *s, const msgpack_object *o, uint64_t *mask, char *vers
     return 0;
 }
 
+/*  Answers a READY with ERROR (code, text) naming its service.  */
+static void
+s_ready_error (engine_t *self, peer_t *p, const sb_header_t *h, sb_code_t code, const char *text)
+{
+    self->stats.errors [code]++;
+    sb_header_t e;
+    sb_header_init (&e, SB_CMD_ERROR);
+    e.code = code;
+    e.present |= SB_H_CODE;
+    sb_header_set_service (&e, h->service);
+    sb_header_set_text (&e, text);
+    sb__send (self, p, &e, NULL);
+}
+
+/*  The directory limit a new worker of p for service s (NULL: a new
+    service) would pass, as a text; NULL when within them all.  */
+static const char *
+s_ready_limit (engine_t *self, peer_t *p, const service_t *s, char *text, size_t size)
+{
+    const sb_broker_config_t *c = &self->args->config;
+    if (p->nworkers >= c->peer_services_max)
+        snprintf (text, size, "this peer offers %zu services already, the most a peer may",
+                  p->nworkers);
+    else
+    if (!s && zhashx_size (self->services) >= c->services_max)
+        snprintf (text, size, "the broker lists %zu services already, the most it may",
+                  c->services_max);
+    else
+    if (s && s->nworkers >= c->instances_max)
+        snprintf (text, size, "service '%s' has %zu instances already, the most it may",
+                  s->name, s->nworkers);
+    else
+        return NULL;
+    return text;
+}
+
 void
 sb__on_ready (engine_t *self, peer_t *p, const sb_header_t *h, const sb_body_t *body)
 {
@@ -237,19 +292,24 @@ sb__on_ready (engine_t *self, peer_t *p, const sb_header_t *h, const sb_body_t *
         sb__bad (self, R_RESERVED);
         return;
     }
+    char text [SB_TEXT_MAX + 1];
     if (self->secure && !sb__may_offer (self, p, h->service)) {
         self->stats.forbidden++;
-        self->stats.errors [SB_E_FORBIDDEN]++;
-        sb_header_t e;
-        sb_header_init (&e, SB_CMD_ERROR);
-        e.code = SB_E_FORBIDDEN;
-        e.present |= SB_H_CODE;
-        sb_header_set_service (&e, h->service);
-        char text [SB_TEXT_MAX + 1];
         snprintf (text, sizeof text, "member '%s' may not offer '%s'",
                   p->cert ? p->cert->name : "(no valid certificate)", h->service);
-        sb_header_set_text (&e, text);
-        sb__send (self, p, &e, NULL);
+        s_ready_error (self, p, h, SB_E_FORBIDDEN, text);
+        return;
+    }
+    service_t *s = sb__service_lookup (self, h->service);
+    worker_t *w = p->by_service ? zhashx_lookup (p->by_service, h->service) : NULL;
+    if (!w && s_ready_limit (self, p, s, text, sizeof text)) {
+        self->stats.directory_refused++;
+        if (!p->limit_logged) {
+            p->limit_logged = true;
+            zsys_warning ("broker %s: READY of '%s' from peer '%s' refused: %s (logged once per peer)",
+                          self->args->name, h->service, p->name [0] ? p->name : "(anonymous)", text);
+        }
+        s_ready_error (self, p, h, SB_E_OVERLOADED, text);
         return;
     }
     const char *data = (const char *) body->data;
@@ -258,7 +318,6 @@ sb__on_ready (engine_t *self, peer_t *p, const sb_header_t *h, const sb_body_t *
         sb__bad (self, R_BAD_BODY);
         return;
     }
-    service_t *s = sb__service_lookup (self, h->service);
     bool created = false;
     if (!s) {
         s = calloc (1, sizeof *s);
@@ -269,10 +328,6 @@ sb__on_ready (engine_t *self, peer_t *p, const sb_header_t *h, const sb_body_t *
         zhashx_insert (self->services, s->name, s);
         created = true;
     }
-    worker_t *w = p->workers;
-    while (w && w->service != s)
-        w = w->peer_next;
-
     msgpack_unpacked unpacked;
     msgpack_unpacked_init (&unpacked);
     size_t offset = 0;
@@ -282,10 +337,13 @@ sb__on_ready (engine_t *self, peer_t *p, const sb_header_t *h, const sb_body_t *
     if (msgpack_unpack_next (&unpacked, data, size, &offset) == MSGPACK_UNPACK_SUCCESS)
         rc = s_parse_ready (s, &unpacked.data, &mask, version);
     msgpack_unpacked_destroy (&unpacked);
+    if (rc == 0 && !w && !p->by_service)
+        p->by_service = zhashx_new ();
     if (rc == 0 && !w) {
         w = calloc (1, sizeof *w);
-        if (!w || sb__grow ((void ***) &s->workers, s->nworkers, &s->walloc)) {
+        if (!w || !p->by_service || sb__grow ((void ***) &s->workers, s->nworkers, &s->walloc)) {
             free (w);
+            w = NULL;
             rc = -1;
         }
     }
@@ -306,6 +364,8 @@ sb__on_ready (engine_t *self, peer_t *p, const sb_header_t *h, const sb_body_t *
         w->peer_next = p->workers;
         p->workers = w;
         self->nworkers++;
+        p->nworkers++;
+        zhashx_insert (p->by_service, s->name, w);
     }
     w->capacity = h->capacity;
     w->instance = h->instance;

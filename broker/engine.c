@@ -419,8 +419,10 @@ s_broker_actor (zsock_t *pipe, void *arg)
         }
         if (self->now >= self->next_tick) {
             sb__peers_tick (self);
+            sb__services_retry (self);
             sb__links_tick (self);
             sb__reap (self);
+            sb__trim ();
             self->next_tick = self->now + tick;
         }
     }
@@ -497,8 +499,8 @@ sb_broker_new (const sb_broker_config_t *config, sb_error_t *err)
     sb_broker_config_t c = { 0 };
     if (config)
         c = *config;
-    if (c.heartbeat_ms < 0 || c.default_timeout_ms < 0) {
-        sb_error_set (err, SB_E_BAD_REQUEST, "heartbeat and timeout must not be negative");
+    if (c.heartbeat_ms < 0 || c.default_timeout_ms < 0 || c.max_timeout_ms < 0) {
+        sb_error_set (err, SB_E_BAD_REQUEST, "heartbeat and timeouts must not be negative");
         return NULL;
     }
     if (c.body_max > (size_t) INT32_MAX - SB_HEADER_MAX) {
@@ -538,6 +540,18 @@ sb_broker_new (const sb_broker_config_t *config, sb_error_t *err)
         c.body_max = SB_BODY_MAX_DEFAULT;
     if (!c.default_timeout_ms)
         c.default_timeout_ms = SB_BROKER_TIMEOUT_DEFAULT;
+    if (!c.max_timeout_ms)
+        c.max_timeout_ms = SB_BROKER_MAX_TIMEOUT_DEFAULT;
+    if (c.default_timeout_ms > c.max_timeout_ms)
+        c.default_timeout_ms = c.max_timeout_ms;
+    if (!c.peer_budget)
+        c.peer_budget = SB_BROKER_PEER_BUDGET_DEFAULT;
+    if (!c.peer_services_max)
+        c.peer_services_max = SB_BROKER_PEER_SERVICES_DEFAULT;
+    if (!c.services_max)
+        c.services_max = SB_BROKER_SERVICES_DEFAULT;
+    if (!c.instances_max)
+        c.instances_max = SB_BROKER_INSTANCES_DEFAULT;
     if (s_cluster_config (&c, a, err) || (c.secure && s_security_load (&c, a, err))) {
         s_broker_free (self);
         return NULL;

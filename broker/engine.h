@@ -38,7 +38,10 @@
 #define SUBS_MAX 1024                   /* subscriptions per peer */
 #define REQUESTS_MAX (1u << 22)         /* live request entries in the whole broker */
 #define POOL_CHUNK 1024
-#define HWM 100000
+/*  Messages libzmq may queue toward (and from) one peer.  Large bodies
+    are bounded in bytes by the peer budget (session.c); this bounds the
+    small ones: at most HWM x (SB_HEADER_MAX + SB_INLINE_MAX), 60 MiB.  */
+#define HWM 10000
 #define ACL_CACHE 16                    /* per-peer cached call decisions */
 #define DIRECTORY_MAX (1024 * 1024)     /* bytes of a DIRECTORY body kept */
 #define DIRECTORY_SERVICES_MAX 4096     /* services in one DIRECTORY */
@@ -56,6 +59,15 @@ enum {
     R_FOREIGN_REPLY,                    /* REPLY/ERROR for a request its sender does not hold */
     R_MAX
 };
+
+/*  Bytes of large bodies handed to libzmq for one peer and not yet
+    written out (session.c).  libzmq releases a body on its I/O thread,
+    so both fields are atomic; the struct lives until the peer and every
+    body it counts are gone.  */
+typedef struct {
+    size_t bytes;                   /* __atomic */
+    int refs;                       /* __atomic: the peer, and each body in transit */
+} account_t;
 
 typedef struct peer_s peer_t;
 typedef struct worker_s worker_t;
@@ -167,6 +179,12 @@ struct peer_s {
     sub_t *subs;
     size_t nsubs;
     req_t *calls;                   /* requests it made that are still live */
+    size_t held;                    /* body bytes of those the broker keeps (requests.c) */
+    account_t *account;             /* bodies sent to it, not yet written out */
+    bool over_logged;               /* "over its budget" logged once */
+    zhashx_t *by_service;           /* service name -> its worker_t (NULL until READY) */
+    size_t nworkers;                /* services it offers */
+    bool limit_logged;              /* "past a directory limit" logged once */
     uint64_t event_seq;             /* last event delivered by broadcast */
     bool broker;                    /* a broker of the cluster: it sent PEER */
     remote_t *dir;                  /* its last DIRECTORY */
@@ -196,6 +214,9 @@ typedef struct {
     uint64_t forbidden;
     uint64_t not_broker;            /* PEER/DIRECTORY from members without the broker role */
     uint64_t directories;           /* DIRECTORY messages accepted */
+    uint64_t over_budget;           /* REQUESTs refused, messages not sent: peer over budget */
+    uint64_t timeouts_clamped;      /* REQUESTs whose deadline was cut to max_timeout_ms */
+    uint64_t directory_refused;     /* READYs past a directory limit */
 } stats_t;
 
 typedef struct {
@@ -286,6 +307,9 @@ void sb__peer_destroy (engine_t *self, peer_t *p);
 void sb__reap (engine_t *self);
 void sb__welcome (engine_t *self, peer_t *p, const sb_header_t *h);
 void sb__peers_tick (engine_t *self);
+bool sb__over_budget (engine_t *self, peer_t *peer);
+size_t sb__in_transit (const peer_t *peer);
+void sb__trim (void);
 
 /*  requests.c  */
 void sb__req_list_push_back (req_list_t *l, req_t *r);
@@ -296,6 +320,7 @@ uint64_t sb__req_id (const req_t *r);
 void sb__req_free (engine_t *self, req_t *r);
 void sb__req_fail (engine_t *self, req_t *r, sb_code_t code, const char *text);
 bool sb__req_sendable (const req_t *r);
+void sb__req_body_drop (req_t *r);
 void sb__on_request (engine_t *self, peer_t *p, sb_header_t *h, const sb_body_t *body);
 void sb__on_answer (engine_t *self, peer_t *p, sb_header_t *h, const sb_body_t *body);
 void sb__expire (engine_t *self);
@@ -303,9 +328,10 @@ void sb__expire (engine_t *self);
 /*  directory.c  */
 service_t *sb__service_lookup (engine_t *self, const char *name);
 int sb__method_index (const service_t *s, const char *name);
-worker_t *sb__pick_worker (service_t *s, int method);
+worker_t *sb__pick_worker (engine_t *self, service_t *s, int method);
 int sb__dispatch_to (engine_t *self, req_t *r, worker_t *w);
 void sb__service_dispatch (engine_t *self, service_t *s);
+void sb__services_retry (engine_t *self);
 void sb__worker_remove (engine_t *self, worker_t *w);
 void sb__on_ready (engine_t *self, peer_t *p, const sb_header_t *h, const sb_body_t *body);
 

@@ -13,7 +13,13 @@
       taken until its late answer arrives; if no answer comes within a
       grace period (the default timeout) the credit is reclaimed.
     - A request keeps the frame its body came in (session.c says how
-      bodies travel); which worker gets it is directory.c's choice.
+      bodies travel); which worker gets it is directory.c's choice.  The
+      bytes of the bodies kept are charged to the caller (peer->held)
+      while it is there: with what is in transit to it, they make the
+      caller's budget (session.c), past which its requests are answered
+      `overloaded` at once.
+    - A deadline longer than --max-timeout is clamped to it (counted):
+      nobody holds a queue slot or a worker's credit for 49 days.
 */
 #include "engine.h"
 
@@ -79,6 +85,8 @@ sb__caller_unlink (req_t *r)
 {
     if (!r->caller)
         return;
+    if (r->has_body)
+        r->caller->held -= r->body_size;
     if (r->cprev)
         r->cprev->cnext = r->cnext;
     else
@@ -218,14 +226,25 @@ s_req_lookup (engine_t *self, uint64_t id)
 
 /*  Frees the entry: unlinks it from its caller and the heap (the caller
     must already have taken it off its queue or in-flight list).  */
+/*  Lets go of the body the request keeps, if any (and of its charge to
+    the caller).  */
+void
+sb__req_body_drop (req_t *r)
+{
+    if (!r->has_body)
+        return;
+    if (r->caller)
+        r->caller->held -= r->body_size;
+    zmq_msg_close (&r->body);
+    r->has_body = false;
+}
+
 void
 sb__req_free (engine_t *self, req_t *r)
 {
     sb__caller_unlink (r);
     s_heap_remove (self, r);
-    if (r->has_body)
-        zmq_msg_close (&r->body);
-    r->has_body = false;
+    sb__req_body_drop (r);
     r->state = REQ_FREE;
     r->gen = r->gen + 1 ? r->gen + 1 : 1;
     r->next = self->free_list;
@@ -297,7 +316,14 @@ sb__on_request (engine_t *self, peer_t *p, sb_header_t *h, const sb_body_t *body
         sb__forbid_call (self, p, h);
         return;
     }
-    worker_t *w = s->queue.head ? NULL : sb__pick_worker (s, method);
+    if (sb__over_budget (self, p)) {
+        self->stats.over_budget++;
+        sb__send_error (self, p, h, h->request_id, SB_E_OVERLOADED,
+                        "caller holds %zu bytes in this broker, its budget is %zu: read the answers",
+                        p->held + sb__in_transit (p), self->args->config.peer_budget);
+        return;
+    }
+    worker_t *w = s->queue.head ? NULL : sb__pick_worker (self, s, method);
     if (!w && s->queue.count >= self->args->config.queue_max) {
         sb__send_error (self, p, h, h->request_id, SB_E_OVERLOADED,
                       "queue of '%s' is full", h->service);
@@ -315,6 +341,10 @@ sb__on_request (engine_t *self, peer_t *p, sb_header_t *h, const sb_body_t *body
     r->method = method;
     r->idempotent = (h->flags & SB_F_IDEMPOTENT) || (s->methods [method].flags & SB_F_IDEMPOTENT);
     uint32_t timeout = h->timeout_ms ? h->timeout_ms : (uint32_t) self->args->config.default_timeout_ms;
+    if (timeout > (uint32_t) self->args->config.max_timeout_ms) {
+        timeout = (uint32_t) self->args->config.max_timeout_ms;
+        self->stats.timeouts_clamped++;
+    }
     r->deadline = self->now + timeout;
     if (body) {
         /*  Keep the frame that holds it (moved, not copied); the offset
@@ -327,6 +357,8 @@ sb__on_request (engine_t *self, peer_t *p, sb_header_t *h, const sb_body_t *body
         zmq_msg_move (&r->body, body->frame);
     }
     s_caller_link (p, r);
+    if (r->has_body)
+        p->held += r->body_size;
     if (s_heap_push (self, r)) {
         sb__req_fail (self, r, SB_E_OVERLOADED, "broker is full");
         return;
@@ -452,10 +484,8 @@ sb__expire (engine_t *self)
             self->stats.timeouts++;
             sb__send_error (self, r->caller, &r->header, r->caller_id, SB_E_TIMEOUT,
                           "deadline passed in service '%s'", r->service->name);
+            sb__req_body_drop (r);
             sb__caller_unlink (r);
-            if (r->has_body)
-                zmq_msg_close (&r->body);
-            r->has_body = false;
             r->state = REQ_EXPIRED;
             r->deadline = self->now + self->args->config.default_timeout_ms;
             s_heap_push (self, r);

@@ -20,13 +20,125 @@
       its body until sent, an idempotent one until answered (re-dispatch).
       The framing is the runtime's (wire/frame.h), shared with every
       link: the broker and its peers cannot disagree on it.
+    - Budgets: libzmq's queues count messages, not bytes, and a peer that
+      does not read lets them grow.  So a large body goes to libzmq as a
+      zmq_msg_init_data frame whose free function (run on libzmq's I/O
+      thread once the bytes are written out, or dropped with the
+      connection) takes them off the peer's account_t.  A peer whose
+      bytes in transit plus the bodies of its own requests the broker
+      keeps (requests.c) reach --peer-budget gets no more large bodies
+      (counted over_budget) and its new requests are answered
+      `overloaded`; small messages are bounded by the HWM.  Cost: one
+      malloc and two atomic adds per large body.  When many large bodies
+      were let go (a slow consumer left), the tick hands the freed memory
+      back to the system (glibc's malloc_trim): otherwise the allocator
+      may keep it, and the broker's RSS with it.
 */
 #include "engine.h"
 
 #include <errno.h>
+#if defined (__GLIBC__)
+#   include <malloc.h>
+#endif
 #include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
+
+/*  --------------------------------------------------------------------
+    Budgets.  */
+
+/*  A large body on its way out: the received frame it lies in (a
+    reference-counted copy) and the account it is charged to.  */
+typedef struct {
+    zmq_msg_t frame;
+    account_t *account;
+    size_t size;
+} transit_t;
+
+static void
+s_account_release (account_t *account)
+{
+    if (__atomic_sub_fetch (&account->refs, 1, __ATOMIC_ACQ_REL) == 0)
+        free (account);
+}
+
+/*  Bytes of large bodies let go since the last trim, process-wide (a
+    hint only: several brokers in one process share it).  */
+static size_t s_released;
+#define S_TRIM_AFTER ((size_t) 16 * 1024 * 1024)
+
+/*  libzmq's free function for a body in transit: any thread.  */
+static void
+s_transit_free (void *data, void *hint)
+{
+    (void) data;
+    transit_t *t = (transit_t *) hint;
+    __atomic_add_fetch (&s_released, t->size, __ATOMIC_RELAXED);
+    __atomic_sub_fetch (&t->account->bytes, t->size, __ATOMIC_RELAXED);
+    zmq_msg_close (&t->frame);
+    s_account_release (t->account);
+    free (t);
+}
+
+/*  From the tick: once at least S_TRIM_AFTER bytes of large bodies were
+    let go, gives free memory back to the system.  */
+void
+sb__trim (void)
+{
+    if (__atomic_load_n (&s_released, __ATOMIC_RELAXED) < S_TRIM_AFTER)
+        return;
+    __atomic_store_n (&s_released, 0, __ATOMIC_RELAXED);
+#if defined (__GLIBC__)
+    malloc_trim (0);
+#endif
+}
+
+size_t
+sb__in_transit (const peer_t *peer)
+{
+    return peer->account ? __atomic_load_n (&peer->account->bytes, __ATOMIC_RELAXED) : 0;
+}
+
+/*  True when what the broker holds for the peer (its kept request bodies
+    and large bodies in transit to it) has reached the budget.  Logs the
+    first time, once per peer.  */
+bool
+sb__over_budget (engine_t *self, peer_t *peer)
+{
+    size_t held = peer->held + sb__in_transit (peer);
+    if (held < self->args->config.peer_budget)
+        return false;
+    if (!peer->over_logged) {
+        peer->over_logged = true;
+        zsys_warning ("broker %s: peer '%s' holds %zu bytes, over its budget of %zu: its requests "
+                      "are answered 'overloaded' and large bodies to it dropped until it reads",
+                      self->args->name, peer->name [0] ? peer->name : "(anonymous)", held,
+                      self->args->config.peer_budget);
+    }
+    return true;
+}
+
+/*  frame := a frame of its own for the large body in src, charged to the
+    peer until libzmq is done with it.  0, or -1 (frame not initialised). */
+static int
+s_transit_frame (peer_t *peer, zmq_msg_t *frame, const sb_body_t *src)
+{
+    transit_t *t = malloc (sizeof *t);
+    if (!t)
+        return -1;
+    zmq_msg_init (&t->frame);
+    zmq_msg_copy (&t->frame, src->frame);
+    t->account = peer->account;
+    t->size = src->size;
+    if (zmq_msg_init_data (frame, (void *) src->data, src->size, s_transit_free, t)) {
+        zmq_msg_close (&t->frame);
+        free (t);
+        return -1;
+    }
+    __atomic_add_fetch (&t->account->refs, 1, __ATOMIC_ACQ_REL);
+    __atomic_add_fetch (&t->account->bytes, t->size, __ATOMIC_RELAXED);
+    return 0;
+}
 
 /*  --------------------------------------------------------------------
     Sending.  */
@@ -62,8 +174,10 @@ sb__send_frames (engine_t *self, peer_t *peer, zmq_msg_t *frames, int nframes)
 
 /*  Sends header (+ body) to peer.  The body is only read: a small one is
     copied into the header frame, a large frame goes out as a reference-
-    counted copy.  0 when sent, or -1 when the peer is unreachable (it is
-    then doomed) or its send queue is full.  */
+    counted copy charged to the peer's budget.  0 when sent, or -1 when
+    the peer is unreachable (it is then doomed), its send queue is full,
+    or a large body would go to a peer over its budget (counted
+    over_budget).  */
 int
 sb__send (engine_t *self, peer_t *peer, const sb_header_t *h, const sb_body_t *body)
 {
@@ -71,11 +185,25 @@ sb__send (engine_t *self, peer_t *peer, const sb_header_t *h, const sb_body_t *b
         return -1;
     if (body && body->size == 0)
         body = NULL;
+    if (body && body->size > SB_INLINE_MAX && sb__over_budget (self, peer)) {
+        self->stats.over_budget++;
+        return -1;
+    }
     /*  The whole message is built before the routing id goes: once that is
         accepted the rest must follow.  */
     sb_frames_t out;
     if (sb_frame_build (h, body, &out))
         return -1;
+    if (out.count == 2 && body->frame) {
+        /*  The body frame goes out charged to the peer's budget.  */
+        zmq_msg_close (&out.frames [1]);
+        out.count = 1;
+        if (s_transit_frame (peer, &out.frames [1], body)) {
+            sb_frame_close (&out);
+            return -1;
+        }
+        out.count = 2;
+    }
     if (sb__send_frames (self, peer, out.frames, out.count)) {
         sb_frame_close (&out);
         return -1;
@@ -163,6 +291,12 @@ sb__peer_new (engine_t *self, const uint8_t *key, const uint8_t *id, size_t size
     peer_t *p = calloc (1, sizeof *p);
     if (!p)
         return NULL;
+    p->account = calloc (1, sizeof *p->account);
+    if (!p->account) {
+        free (p);
+        return NULL;
+    }
+    p->account->refs = 1;
     memcpy (p->key, key, 1 + (size_t) key [0]);
     memcpy (p->id, id, size);
     p->id_size = size;
@@ -196,6 +330,8 @@ sb__peer_destroy (engine_t *self, peer_t *p)
         }
     }
     sb__remote_free (&p->dir);
+    zhashx_destroy (&p->by_service);
+    s_account_release (p->account);
     free (p->cert);
     zhashx_delete (self->peers, p->key);
     free (p);

@@ -191,7 +191,7 @@ static void
 s_sys_stats (engine_t *self, msgpack_packer *pk)
 {
     const stats_t *st = &self->stats;
-    msgpack_pack_map (pk, 23);
+    msgpack_pack_map (pk, 26);
     sb__pack_cstr (pk, "broker");
     sb__pack_cstr (pk, self->args->name);
     s_pack_counter (pk, "uptime_ms", (uint64_t) (self->now - self->started));
@@ -221,6 +221,9 @@ s_sys_stats (engine_t *self, msgpack_packer *pk)
     s_pack_counter (pk, "forbidden", st->forbidden);
     s_pack_counter (pk, "not_broker", st->not_broker);
     s_pack_counter (pk, "directories", st->directories);
+    s_pack_counter (pk, "over_budget", st->over_budget);
+    s_pack_counter (pk, "timeouts_clamped", st->timeouts_clamped);
+    s_pack_counter (pk, "directory_refused", st->directory_refused);
     s_pack_counter (pk, "brokers", self->nbrokers);
     sb_beacon_counters_t bc;
     memset (&bc, 0, sizeof bc);

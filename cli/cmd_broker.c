@@ -37,6 +37,14 @@ s_help (FILE *out)
         "  --heartbeat MS      heartbeat interval; peers silent for 3 are dead (default 1000)\n"
         "  --queue-max N       requests waiting per service before 'overloaded' (default 10000)\n"
         "  --timeout MS        deadline of requests that carry none (default 30000)\n"
+        "  --max-timeout MS    longest deadline taken; longer ones are clamped to it\n"
+        "                      (default 300000)\n"
+        "  --peer-budget BYTES bytes held for one peer (its requests' bodies, what is\n"
+        "                      sent to it and not yet written out); past it its requests\n"
+        "                      are answered 'overloaded' (default 67108864, 64 MiB)\n"
+        "  --peer-services N   services one peer may offer (default 256)\n"
+        "  --services-max N    services in the directory (default 4096)\n"
+        "  --instances-max N   instances (workers) of one service (default 1024)\n"
         "  --cluster NAME      cluster this broker belongs to (default 'default')\n"
         "  --beacon MODE       where to announce the broker and hear the others:\n"
         "                      lo (127.255.255.255, the default), an interface name,\n"
@@ -99,6 +107,11 @@ sb_cmd_broker (int argc, char **argv)
         { "member", required_argument, NULL, 'm' },
         { "certs", required_argument, NULL, 'C' },
         { "revoked", required_argument, NULL, 'r' },
+        { "max-timeout", required_argument, NULL, 'T' },
+        { "peer-budget", required_argument, NULL, 'u' },
+        { "peer-services", required_argument, NULL, 'S' },
+        { "services-max", required_argument, NULL, 's' },
+        { "instances-max", required_argument, NULL, 'I' },
         { "help", no_argument, NULL, 'h' },
         { NULL, 0, NULL, 0 }
     };
@@ -144,6 +157,39 @@ sb_cmd_broker (int argc, char **argv)
                     return SB_EXIT_USAGE;
                 }
                 config.default_timeout_ms = (int) value;
+                break;
+            case 'T':
+                if (s_number (optarg, 1, INT_MAX, &value)) {
+                    fprintf (stderr, "sb broker: --max-timeout '%s' must be a positive number of ms\n",
+                             optarg);
+                    return SB_EXIT_USAGE;
+                }
+                config.max_timeout_ms = (int) value;
+                break;
+            case 'u':
+                if (s_number (optarg, 65536, LONG_MAX, &value)) {
+                    fprintf (stderr, "sb broker: --peer-budget '%s' must be at least 65536 bytes\n",
+                             optarg);
+                    return SB_EXIT_USAGE;
+                }
+                config.peer_budget = (size_t) value;
+                break;
+            case 'S':
+            case 's':
+            case 'I':
+                if (s_number (optarg, 1, 100000000, &value)) {
+                    fprintf (stderr, "sb broker: %s '%s' must be 1..100000000\n",
+                             opt == 'S' ? "--peer-services" : opt == 's' ? "--services-max"
+                                                                          : "--instances-max", optarg);
+                    return SB_EXIT_USAGE;
+                }
+                if (opt == 'S')
+                    config.peer_services_max = (size_t) value;
+                else
+                if (opt == 's')
+                    config.services_max = (size_t) value;
+                else
+                    config.instances_max = (size_t) value;
                 break;
             case 'c':
                 if (!sb_name_valid (optarg, SB_NAME_MEMBER)) {
