@@ -21,6 +21,20 @@
 #include <stdlib.h>
 #include <string.h>
 
+/*  Under AddressSanitizer the quarantine and the shadow memory are RSS
+    too: the memory figures are printed, not checked.  */
+#if defined (__SANITIZE_ADDRESS__)
+#   define S_RSS_CHECKED 0
+#elif defined (__has_feature)
+#   if __has_feature (address_sanitizer)
+#       define S_RSS_CHECKED 0
+#   endif
+#endif
+#ifndef S_RSS_CHECKED
+#   define S_RSS_CHECKED 1
+#endif
+#define S_RSS_SKIP "# SKIP RSS not measurable under AddressSanitizer: "
+
 #define S_MIB (1024 * 1024)
 #define S_FLOOD 100000
 #define S_SLOW_REQUESTS 1200
@@ -102,8 +116,9 @@ s_echo_actor (zsock_t *pipe, void *arg)
                 n = 2;
         }
         sb_header_t req;
-        if (n >= 1 && sb_header_decode (&req, zmq_msg_data (&frames [0]), zmq_msg_size (&frames [0]))
-                      == SB_WIRE_OK && req.command == SB_CMD_REQUEST) {
+        if (n >= 1
+        &&  sb_header_decode (&req, zmq_msg_data (&frames [0]), zmq_msg_size (&frames [0])) == SB_WIRE_OK
+        &&  req.command == SB_CMD_REQUEST) {
             sb_header_t out;
             sb_header_init (&out, SB_CMD_REPLY);
             out.request_id = req.request_id;
@@ -164,7 +179,8 @@ s_test_deadline_cap (void)
     tap_ok (got && m.h.timeout_ms <= SB_BROKER_MAX_TIMEOUT_DEFAULT,
             "a 49-day deadline is clamped: the worker sees %u ms left (cap %d)",
             got ? m.h.timeout_ms : 0, SB_BROKER_MAX_TIMEOUT_DEFAULT);
-    tap_ok (bp_stat (caller, "timeouts_clamped", NULL) == 1, "the clamp is counted (timeouts_clamped)");
+    tap_ok (bp_stat (caller, "timeouts_clamped", NULL) == 1,
+            "the clamp is counted (timeouts_clamped)");
     if (got)
         bp_reply (worker, m.h.request_id, "y", 1);
     tap_ok (bp_recv (caller, &m, BP_WAIT) == 0 && m.h.command == SB_CMD_REPLY,
@@ -211,7 +227,8 @@ s_test_ready_flood (void)
     }
     t_flood = zclock_usecs () - t_flood;
     qsort (took, (size_t) pings, sizeof took [0], s_compare);
-    double median = pings ? took [pings / 2] / 1000.0 : 0, p90 = pings ? took [pings * 9 / 10] / 1000.0 : 0;
+    double median = pings ? took [pings / 2] / 1000.0 : 0;
+    double p90 = pings ? took [pings * 9 / 10] / 1000.0 : 0;
     tap_ok (pings >= 5 && median < 10,
             "while %d READYs are sent and refused (%.0f ms), %d sys.ping: median %.2f ms, "
             "90th percentile %.2f ms, worst %.2f ms", S_FLOOD, t_flood / 1000.0, pings, median, p90,
@@ -292,9 +309,10 @@ s_test_slow_consumer (void)
         zclock_sleep (100);
     }
     size_t budget = SB_BROKER_PEER_BUDGET_DEFAULT;
-    tap_ok (peak < before + budget + 100 * S_MIB,
-            "slow consumer: RSS %zu MiB before, at most %zu MiB during (bound %zu MiB)",
-            before / S_MIB, peak / S_MIB, (before + budget + 100 * S_MIB) / S_MIB);
+    tap_ok (!S_RSS_CHECKED || peak < before + budget + 100 * S_MIB,
+            "%sslow consumer: RSS %zu MiB before, at most %zu MiB during (bound %zu MiB)",
+            S_RSS_CHECKED ? "" : S_RSS_SKIP, before / S_MIB, peak / S_MIB,
+            (before + budget + 100 * S_MIB) / S_MIB);
     int64_t over = bp_stat (client, "over_budget", NULL);
     tap_ok (over > 0, "what went over the consumer's budget is counted (over_budget %lld)",
             (long long) over);
@@ -302,13 +320,13 @@ s_test_slow_consumer (void)
 
     zsock_destroy (&slow);
     size_t after = s_rss ();
-    for (int i = 0; i < 100 && after >= before + 32 * S_MIB; i++) {
+    for (int i = 0; i < (S_RSS_CHECKED ? 100 : 20) && after >= before + 32 * S_MIB; i++) {
         zclock_sleep (100);
         after = s_rss ();
     }
-    tap_ok (after < before + 32 * S_MIB,
-            "after it disconnects the memory is released: RSS %zu MiB (before %zu MiB)",
-            after / S_MIB, before / S_MIB);
+    tap_ok (!S_RSS_CHECKED || after < before + 32 * S_MIB,
+            "%safter it disconnects the memory is released: RSS %zu MiB (before %zu MiB)",
+            S_RSS_CHECKED ? "" : S_RSS_SKIP, after / S_MIB, before / S_MIB);
     zactor_destroy (&echo);
     zsock_destroy (&client);
     sb_broker_destroy (&broker);
