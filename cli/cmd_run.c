@@ -17,9 +17,12 @@
     the supervisor of one child host per service or instance
     (run_supervisor.c).
 
-    Requests are validated against the method schemas of --schemas DIR
-    (schema.h) before any handler runs; a plugin that disagrees with its
-    schema file (a method it lacks, another idempotent flag) is warned of.
+    Requests are validated against each plugin's own schema
+    (sb_service_t.schema), or the file for its service in --schemas DIR,
+    which overrides it (schema.h), before any handler runs; a plugin that
+    disagrees with such a file (a method it lacks, another idempotent
+    flag) is warned of, one that disagrees with its own schema does not
+    load.
 */
 #include "common.h"
 #include "run.h"
@@ -71,9 +74,9 @@ s_help (FILE *out)
         "  -s, --set SVC/KEY=VALUE  set or override one configuration value\n"
         "  -n, --instances N        instances per service (default 1, at most %d)\n"
         "  -C, --capacity N         requests one instance holds at once (default %d)\n"
-        "  -S, --schemas DIR        validate requests against the schemas (*.json) in DIR\n"
+        "  -S, --schemas DIR        schema files (*.json) overriding the plugins' own\n"
         "                           (default $SB_SCHEMAS, else %s;\n"
-        "                           when that is missing, nothing is validated)\n"
+        "                           that one may be missing)\n"
         "      --validate-replies   debug: also check every reply against its schema\n"
         "      --isolate[=WHAT]     run each service (WHAT=service, the default) or each\n"
         "                           instance (WHAT=instance) in a process of its own;\n"
@@ -199,31 +202,46 @@ s_check_sets (run_t *self, int count, char **sets)
     return 0;
 }
 
-/*  Loads the schema set: from `dir` when given (--schemas, $SB_SCHEMAS),
-    where failing is an error; else from the installed directory, which
-    may be missing (then nothing is validated, said once).  Warns of each
-    plugin that disagrees with its schema file.  */
+/*  The schema set the instances validate with and announce: each
+    plugin's own schema (sb_service_t.schema, checked against its flags
+    when it loaded), unless the directory `dir` (--schemas, $SB_SCHEMAS;
+    failing to load it is an error) or the installed one (which may be
+    missing) has a file for that service, which then overrides it; a file
+    that disagrees with its plugin is warned of.  A plugin with no schema
+    anywhere is not validated.  */
 static int
 s_load_schemas (run_t *self, const char *dir)
 {
+    sb_error_t err = { 0 };
     if (!dir || !*dir) {
         dir = SB_SCHEMA_DIR;
-        if (access (dir, F_OK) != 0) {
-            fprintf (stderr, "sb run: no schema directory %s, requests are not validated\n", dir);
-            return 0;
-        }
+        self->schemas = access (dir, F_OK) == 0 ? sb_schema_set_load_dir (dir, &err)
+                                                : sb_schema_set_new ();
     }
-    sb_error_t err = { 0 };
-    self->schemas = sb_schema_set_load_dir (dir, &err);
+    else
+        self->schemas = sb_schema_set_load_dir (dir, &err);
     if (!self->schemas) {
         fprintf (stderr, "sb run: schemas: %s\n", err.text);
         return -1;
     }
     for (int i = 0; i < self->plugin_count; i++) {
         const sb_service_t *service = sb_plugin_service (self->plugins [i]);
-        if (sb_schema_set_check_service (self->schemas, service, &err))
-            fprintf (stderr, "sb run: warning: %s disagrees with %s: %s\n",
-                     sb_plugin_path (self->plugins [i]), dir, err.text);
+        bool described = false;
+        for (size_t k = 0; k < sb_schema_set_size (self->schemas) && !described; k++)
+            described = strcmp (sb_method_schema_service (sb_schema_set_method (self->schemas, k)),
+                                service->name) == 0;
+        if (described) {
+            if (sb_schema_set_check_service (self->schemas, service, &err))
+                fprintf (stderr, "sb run: warning: %s disagrees with %s: %s\n",
+                         sb_plugin_path (self->plugins [i]), dir, err.text);
+        }
+        else
+        if (sb_plugin_schema (self->plugins [i])
+        &&  sb_schema_set_load_buffer (self->schemas, sb_plugin_path (self->plugins [i]),
+                                       service->schema, strlen (service->schema), &err)) {
+            fprintf (stderr, "sb run: %s\n", err.text);
+            return -1;
+        }
     }
     return 0;
 }

@@ -183,7 +183,22 @@ typedef struct {
     const sb_method_t *methods;
     int (*init) (sb_actor_t *actor, const sb_config_t *config, void **state, sb_error_t *err);
     void (*fini) (void *state);
-    void *reserved [8];         /* room for later ABI additions; keep zero */
+    /*  The service's contract (0.1 addition, in the room `reserved` had:
+        the struct keeps its size and SB_ABI_VERSION stays 1): the JSON
+        text of its schema file (docs/schemas.md), NUL-terminated, at most
+        1 MiB, or NULL.  It declares per method the request and reply
+        schemas, `idempotent`, `timeout_ms` and `cache_ttl_ms`, once, in
+        the plugin; embed the file at build time (docs/writing-services.md).
+        `sb run` refuses a plugin whose schema does not load, names another
+        service, or says a method is idempotent that `flags` does not (or
+        the reverse).  The host validates requests against it, and each
+        instance announces it to its brokers (READY), which answer it to
+        any caller (`sys.describe`): callers then mark calls to idempotent
+        methods idempotent and use the method's timeout without being told.
+        A schema file given with `sb run --schemas DIR` for the same
+        service overrides it.  */
+    const char *schema;
+    void *reserved [7];         /* room for later ABI additions; keep zero */
 } sb_service_t;
 
 /*  Every plugin exports exactly this symbol.  */
@@ -235,7 +250,8 @@ typedef void (sb_reply_fn) (const msgpack_object *body, const sb_error_t *err, v
 
 /*  Calls service.method with an encoded MessagePack body, without
     blocking the actor: `callback` runs later on this actor's thread.
-    timeout_ms <= 0 means the default (5000).  Returns 0 if the request
+    timeout_ms <= 0 means the method's timeout as its service declares it
+    (sys.describe), else 5000.  Returns 0 if the request
     was sent, -1 (err filled) if it could not be.  */
 SB_EXPORT int sb_actor_call (sb_actor_t *actor, const char *service, const char *method,
                              const void *body, size_t size, int timeout_ms,
@@ -289,7 +305,7 @@ typedef struct {
     const char *endpoints;  /* comma-separated broker endpoints, e.g. "tcp://127.0.0.1:7600";
                                with `beacon` set: static seeds, never dropped (may be NULL) */
     const char *name;       /* shows in sys.services; NULL for a generated one */
-    int timeout_ms;         /* default call timeout; <= 0 means 5000 */
+    int timeout_ms;         /* default call timeout; <= 0: each method's declared one, else 5000 */
     /*  Cluster discovery (0.1 additions, in the room `reserved` had; the
         struct keeps its size on LP64 systems).  With `beacon` NULL the client uses
         `endpoints` only.  Otherwise it also links to every broker of
@@ -339,7 +355,12 @@ SB_EXPORT int sb_client_call_async (sb_client_t *self, const char *service, cons
                                     sb_reply_fn *callback, void *arg, sb_error_t *err);
 
 /*  Declares service.method safe to run twice (method "*": every method
-    of the service).  Its calls then carry the idempotent flag, and a
+    of the service): an override.  A client needs it only for a service
+    that does not declare the method idempotent itself: a client learns
+    each service's contract from the bus the first time it calls it
+    (`sys.describe`, cached) and marks calls to the methods the service
+    declares idempotent without being told.  Its calls then carry the
+    idempotent flag, and a
     call whose broker is lost while it is in flight goes out again
     through another broker of the cluster (same request id, `retry`
     flag) within its deadline, and is answered once.  A call to a method

@@ -21,7 +21,43 @@ struct sb_plugin {
     void *handle;                   /* from dlopen */
     const sb_service_t *service;    /* inside the loaded object */
     char *path;
+    sb_schema_set_t *schema;        /* the descriptor's `schema`, loaded; NULL if none */
 };
+
+/*  Loads the schema the descriptor carries (already validated) and checks
+    that it describes this service and agrees with its flags.  NULL with
+    err ("PATH: reason", one line), or when there is none (err untouched). */
+static sb_schema_set_t *
+s_load_schema (const char *path, const sb_service_t *service, sb_error_t *err)
+{
+    if (!service->schema)
+        return NULL;
+    sb_schema_set_t *set = sb_schema_set_new ();
+    sb_error_t why = { 0 };
+    if (!set) {
+        sb_error_set (err, SB_E_INTERNAL, "%s: out of memory", path);
+        return NULL;
+    }
+    char name [SB_NAME_MAX + 32];
+    snprintf (name, sizeof name, "%s's schema", service->name);
+    if (sb_schema_set_load_buffer (set, name, service->schema, strlen (service->schema), &why))
+        sb_error_set (err, SB_E_BAD_REQUEST, "%s: %s", path, why.text);
+    else
+    if (sb_schema_set_size (set) == 0
+    ||  strcmp (sb_method_schema_service (sb_schema_set_method (set, 0)), service->name) != 0)
+        sb_error_set (err, SB_E_BAD_REQUEST, "%s: its schema describes service '%s', not '%s'",
+                      path, sb_schema_set_size (set)
+                            ? sb_method_schema_service (sb_schema_set_method (set, 0)) : "",
+                      service->name);
+    else
+    if (sb_schema_set_check_service (set, service, &why))
+        sb_error_set (err, SB_E_BAD_REQUEST, "%s: the plugin's flags and its schema disagree: %s",
+                      path, why.text);
+    else
+        return set;
+    sb_schema_set_destroy (&set);
+    return NULL;
+}
 
 /*  A version is free text of 1 to 64 characters of [A-Za-z0-9._+~:-]
     (it is shown, never parsed).  */
@@ -66,6 +102,11 @@ sb_plugin_validate (const sb_service_t *service, char *reason, size_t size)
     if (!s_valid_version (service->version)) {
         snprintf (reason, size, "invalid descriptor: service '%s' has no valid version "
                   "(1-64 of [A-Za-z0-9._+~:-])", service->name);
+        return -1;
+    }
+    if (service->schema && strnlen (service->schema, SB_SCHEMA_FILE_MAX + 1) > SB_SCHEMA_FILE_MAX) {
+        snprintf (reason, size, "invalid descriptor: schema longer than %d bytes",
+                  SB_SCHEMA_FILE_MAX);
         return -1;
     }
     for (size_t i = 0; i < sizeof service->reserved / sizeof service->reserved [0]; i++)
@@ -187,13 +228,22 @@ sb_plugin_load (const char *path, sb_error_t *err)
         free (full);
         return NULL;
     }
-    sb_plugin_t *self = calloc (1, sizeof *self);
+    sb_error_t why = { 0 };
+    sb_schema_set_t *schema = s_load_schema (path, service, &why);
+    sb_plugin_t *self = (schema || !service->schema) ? calloc (1, sizeof *self) : NULL;
     if (!self) {
-        sb_error_set (err, SB_E_INTERNAL, "%s: out of memory", path);
+        if (service->schema && !schema) {
+            if (err)
+                *err = why;
+        }
+        else
+            sb_error_set (err, SB_E_INTERNAL, "%s: out of memory", path);
+        sb_schema_set_destroy (&schema);
         dlclose (handle);
         free (full);
         return NULL;
     }
+    self->schema = schema;
     self->handle = handle;
     self->service = service;
     self->path = full;
@@ -206,6 +256,7 @@ sb_plugin_destroy (sb_plugin_t **self_p)
     if (!self_p || !*self_p)
         return;
     sb_plugin_t *self = *self_p;
+    sb_schema_set_destroy (&self->schema);
     dlclose (self->handle);
     free (self->path);
     free (self);
@@ -216,6 +267,12 @@ const sb_service_t *
 sb_plugin_service (const sb_plugin_t *self)
 {
     return self->service;
+}
+
+const sb_schema_set_t *
+sb_plugin_schema (const sb_plugin_t *self)
+{
+    return self->schema;
 }
 
 const char *

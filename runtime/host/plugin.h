@@ -23,7 +23,10 @@ typedef struct sb_plugin sb_plugin_t;
     `sb_service` and validates it.  Returns NULL with err filled (code
     SB_E_BAD_REQUEST, text "PATH: reason") on a missing file, a file that
     is not a loadable shared object, a missing symbol, another ABI version
-    or an invalid descriptor.  */
+    or an invalid descriptor, and a schema (sb_service_t.schema) that
+    does not load, describes another service or disagrees with the
+    methods' flags ("PATH: the plugin's flags and its schema disagree:
+    echo.sleep: idempotent in the schema, not in the plugin").  */
 sb_plugin_t *sb_plugin_load (const char *path, sb_error_t *err);
 
 /*  Unloads the plugin (dlclose) and NULLs *self_p; safe on NULL.  Every
@@ -32,6 +35,12 @@ void sb_plugin_destroy (sb_plugin_t **self_p);
 
 /*  The validated descriptor, borrowed from the loaded object.  */
 const sb_service_t *sb_plugin_service (const sb_plugin_t *self);
+
+/*  The schema the descriptor carries (sb_service_t.schema), loaded and
+    checked against the plugin's flags by sb_plugin_load: a set holding
+    this one service, borrowed (lives as long as the plugin), or NULL
+    when the plugin carries none.  */
+const sb_schema_set_t *sb_plugin_schema (const sb_plugin_t *self);
 
 /*  The path the plugin was loaded from.  */
 const char *sb_plugin_path (const sb_plugin_t *self);

@@ -302,6 +302,16 @@ sb_schema_set_load_buffer (sb_schema_set_t *self, const char *name, const char *
     return 0;
 }
 
+char *
+sb_schema_set_service_json (const sb_schema_set_t *self, const char *service)
+{
+    for (size_t i = 0; self && service && i < self->size; i++)
+        if (strcmp (self->methods [i]->service, service) == 0)
+            return json_dumps (self->files [self->methods [i]->file_index],
+                               JSON_COMPACT | JSON_PRESERVE_ORDER);
+    return NULL;
+}
+
 int
 sb_schema_set_load_file (sb_schema_set_t *self, const char *path, sb_error_t *err)
 {

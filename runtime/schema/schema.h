@@ -33,6 +33,12 @@ int sb_schema_set_load_file (sb_schema_set_t *self, const char *path, sb_error_t
 int sb_schema_set_check_service (const sb_schema_set_t *self, const sb_service_t *service,
                                  sb_error_t *err);
 
+/*  The whole file that described `service` in the set, as compact JSON
+    text with the keys in the file's order (malloc'd, the caller frees),
+    or NULL when the set does not describe it (or out of memory).  What an
+    instance announces to its brokers (READY "schema").  */
+char *sb_schema_set_service_json (const sb_schema_set_t *self, const char *service);
+
 /*  SB_METHOD_* flags (SB_METHOD_IDEMPOTENT), as a plugin would declare.  */
 unsigned sb_method_schema_flags (const sb_method_schema_t *self);
 

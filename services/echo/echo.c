@@ -12,9 +12,13 @@
                   {"hops": N-1} over the bus (the call inherits T) and puts
                   that reply in "next", so a test sees the id at every hop
 
-    Config: `sleep_max_ms` (default and ceiling 60000).  Schema: schemas/echo.json.
+    Config: `sleep_max_ms` (default and ceiling 60000).  Contract:
+    schemas/echo.json, compiled in as `s_schema` (echo_schema.h, made by
+    tools/embed-schema.sh) and carried by the descriptor.
 */
 #include <switchboard.h>
+
+#include "echo_schema.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -294,5 +298,5 @@ static const sb_method_t s_methods [] = {
 
 SB_SERVICE = {
     .abi_version = SB_ABI_VERSION, .name = "echo", .version = "1.0.0",
-    .methods = s_methods, .init = s_init, .fini = s_fini
+    .methods = s_methods, .init = s_init, .fini = s_fini, .schema = s_schema
 };

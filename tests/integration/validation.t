@@ -4,12 +4,15 @@
 # sb call.  A violating request fails with bad_request and the path of the
 # first violation, on one line, whatever the client; a bad --schemas DIR
 # stops sb run at once; a plugin that disagrees with its schema file is
-# warned of once; without any schema directory nothing is validated.
+# warned of once; without any schema directory echo's own schema (compiled
+# into the plugin) validates; a plugin whose flags and own schema disagree
+# is refused at load.
 . "$(dirname "$0")/lib.sh"
 
 SCHEMAS="$SB_TOP_SRCDIR/schemas"
 start_broker b1
 start_run host --schemas "$SCHEMAS" echo
+HOST_PID=$RUN_PID
 wait_instances echo 1 || bail "echo never registered"
 is "$(cat "$SB_TMP/host.err")" "" "echo agrees with schemas/echo.json: nothing on stderr"
 
@@ -58,21 +61,32 @@ kill -TERM $RUN_PID
 wait $RUN_PID
 is "$?" 0 "and it serves until SIGTERM"
 
-# No schema directory at all: runs without validation and says so once.
+# No schema directory at all: echo carries its own schema, so sb run says
+# nothing and validates all the same.
 DEFAULT=$("$SB" run --help | sed -n 's/.*else \(\/[^;]*\);.*/\1/p')
 if [ -n "$DEFAULT" ] && [ ! -e "$DEFAULT" ]; then
     env -u SB_SCHEMAS "$SB" run --connect "$BROKER" echo > "$SB_TMP/none.out" 2> "$SB_TMP/none.err" &
     NONE_PID=$!
     sb_track $NONE_PID
     wait_for_line "$SB_TMP/none.out" '^sb run: serving ' 30
-    ok $? "without a schema directory sb run still serves"
-    is "$(cat "$SB_TMP/none.err")" "sb run: no schema directory $DEFAULT, requests are not validated" \
-        "and says so once"
+    ok $? "without a schema directory sb run serves"
+    is "$(cat "$SB_TMP/none.err")" "" "and says nothing: echo carries its schema"
     kill -TERM $NONE_PID
     wait $NONE_PID
 else
     ok 0 "# SKIP the default schema directory ${DEFAULT:-?} exists here"
     ok 0 "# SKIP the default schema directory exists here"
 fi
+kill -TERM $HOST_PID
+wait $HOST_PID
+start_run own echo
+wait_instances echo 1 || bail "echo never registered"
+sb_call echo.reverse '{"text": 5}'
+is "$ERR" 'sb call: bad_request: $.text: expected string, got integer' \
+    "with no --schemas, echo's own schema validates its requests"
+
+# A plugin whose flags and embedded schema disagree does not load.
+sb_run_refused 1 "^sb run: .*disagree\.so: the plugin's flags and its schema disagree: disagree\.ping: idempotent in the schema, not in the plugin$" \
+    "a plugin whose flag and schema disagree" "$SB_TOP_BUILDDIR/tests/plugins/.libs/disagree.so"
 
 done_testing
