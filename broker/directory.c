@@ -143,6 +143,7 @@ s_service_destroy (engine_t *self, service_t *s)
     }
     zhashx_delete (self->services, s->name);
     free (s->workers);
+    free (s->schema);
     free (s);
 }
 
@@ -185,10 +186,22 @@ sb__worker_remove (engine_t *self, worker_t *w)
 /*  --------------------------------------------------------------------
     READY: a worker offers a service.  */
 
-/*  Parses a READY body into methods of service s; fills *mask.  The body
-    was pre-scanned by sb_wire_check.  0 or -1.  */
+/*  True for an absent contract time, or one that is a uint32 within
+    SB_CONTRACT_MS_MAX (protocol.md 5.2).  */
+static bool
+s_contract_ms_valid (const msgpack_object *m, uint32_t index)
+{
+    return m->via.array.size <= index
+        || (m->via.array.ptr [index].type == MSGPACK_OBJECT_POSITIVE_INTEGER
+            && m->via.array.ptr [index].via.u64 <= SB_CONTRACT_MS_MAX);
+}
+
+/*  Parses a READY body into methods of service s; fills *mask, and
+    *schema with the schema text when the body has one that fits.  The
+    body was pre-scanned by sb_wire_check.  0 or -1.  */
 static int
-s_parse_ready (service_t *s, const msgpack_object *o, uint64_t *mask, char *version)
+s_parse_ready (service_t *s, const msgpack_object *o, uint64_t *mask, char *version,
+               const msgpack_object **schema)
 {
     if (o->type != MSGPACK_OBJECT_MAP)
         return -1;
@@ -208,6 +221,13 @@ s_parse_ready (service_t *s, const msgpack_object *o, uint64_t *mask, char *vers
         else
         if (k->size == 7 && !memcmp (k->ptr, "methods", 7))
             methods = &kv->val;
+        else
+        if (k->size == 6 && !memcmp (k->ptr, "schema", 6)) {
+            if (kv->val.type != MSGPACK_OBJECT_STR)
+                return -1;
+            if (kv->val.via.str.size > 0 && kv->val.via.str.size <= SB_READY_SCHEMA_MAX)
+                *schema = &kv->val;
+        }
     }
     if (!methods || methods->type != MSGPACK_OBJECT_ARRAY)
         return -1;
@@ -219,6 +239,8 @@ s_parse_ready (service_t *s, const msgpack_object *o, uint64_t *mask, char *vers
         ||  m->via.array.ptr [0].via.str.size > SB_NAME_MAX)
             return -1;
         if (m->via.array.size > 1 && m->via.array.ptr [1].type != MSGPACK_OBJECT_POSITIVE_INTEGER)
+            return -1;
+        if (!s_contract_ms_valid (m, 2) || !s_contract_ms_valid (m, 3))
             return -1;
         char name [SB_NAME_MAX + 1];
         memcpy (name, m->via.array.ptr [0].via.str.ptr, m->via.array.ptr [0].via.str.size);
@@ -240,6 +262,8 @@ s_parse_ready (service_t *s, const msgpack_object *o, uint64_t *mask, char *vers
             strcpy (s->methods [index].name, name);
         }
         s->methods [index].flags = flags;
+        s->methods [index].timeout_ms = m->via.array.size > 2 ? (uint32_t) m->via.array.ptr [2].via.u64 : 0;
+        s->methods [index].cache_ttl_ms = m->via.array.size > 3 ? (uint32_t) m->via.array.ptr [3].via.u64 : 0;
         *mask |= (uint64_t) 1 << index;
     }
     return 0;
@@ -333,9 +357,16 @@ sb__on_ready (engine_t *self, peer_t *p, const sb_header_t *h, const sb_body_t *
     size_t offset = 0;
     uint64_t mask = 0;
     char version [SB_NAME_MAX + 1] = "";
+    const msgpack_object *schema = NULL;
     int rc = -1;
     if (msgpack_unpack_next (&unpacked, data, size, &offset) == MSGPACK_UNPACK_SUCCESS)
-        rc = s_parse_ready (s, &unpacked.data, &mask, version);
+        rc = s_parse_ready (s, &unpacked.data, &mask, version, &schema);
+    /*  A READY without a schema leaves the one another worker gave.  */
+    char *text = rc == 0 && schema ? strndup (schema->via.str.ptr, schema->via.str.size) : NULL;
+    if (text) {
+        free (s->schema);
+        s->schema = text;
+    }
     msgpack_unpacked_destroy (&unpacked);
     if (rc == 0 && !w && !p->by_service)
         p->by_service = zhashx_new ();
@@ -352,6 +383,7 @@ sb__on_ready (engine_t *self, peer_t *p, const sb_header_t *h, const sb_body_t *
         if (created) {
             zhashx_delete (self->services, s->name);
             free (s->workers);
+            free (s->schema);
             free (s);
         }
         return;

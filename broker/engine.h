@@ -120,12 +120,15 @@ struct worker_s {
 typedef struct {
     char name [SB_NAME_MAX + 1];
     uint32_t flags;
+    uint32_t timeout_ms;            /* the contract from READY: 0 when not given */
+    uint32_t cache_ttl_ms;
 } method_t;
 
 struct service_s {
     uint64_t uid;                   /* unique for the broker's life (ACL cache key) */
     char name [SB_NAME_MAX + 1];
     char version [SB_NAME_MAX + 1];
+    char *schema;                   /* schema text of the last READY that had one; NULL: none */
     worker_t **workers;
     size_t nworkers, walloc;
     method_t methods [METHODS_MAX];

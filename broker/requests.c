@@ -287,8 +287,11 @@ sb__on_request (engine_t *self, peer_t *p, sb_header_t *h, const sb_body_t *body
     }
     if (!strcmp (h->service, "sys")) {
         /*  Certificates are public and every member needs them to seal
-            (docs/security.md 5.1): sys.keys is open to all admitted.  */
-        if (self->secure && strcmp (h->method, "keys") && !sb__may_call (self, p, NULL, 0, h))
+            (docs/security.md 5.1): sys.keys is open to all admitted; so
+            is sys.describe, which every caller asks for the contract of
+            what it calls.  */
+        if (self->secure && strcmp (h->method, "keys") && strcmp (h->method, "describe")
+        &&  !sb__may_call (self, p, NULL, 0, h))
             sb__forbid_call (self, p, h);
         else
             sb__on_sys (self, p, h, body);

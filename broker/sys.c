@@ -1,7 +1,8 @@
 /*  sys.c — the built-in `sys` service (docs/protocol.md section 10).
 
     ping, services (this broker's services and those other brokers listed
-    in their last DIRECTORY), stats (the engine's counters) and keys (the
+    in their last DIRECTORY), describe (a service's contract, from its
+    workers' READY), stats (the engine's counters) and keys (the
     certificates a caller needs to seal).  The answers are MessagePack
     written into the engine's reused buffer; the small packing and reading
     helpers here are also used for DIRECTORY (cluster.c).
@@ -325,11 +326,79 @@ s_sys_keys (engine_t *self, msgpack_packer *pk, const sb_body_t *body, const cha
     return 0;
 }
 
+/*  sys.describe {"service": S}: the contract of S as this broker's
+    workers announced it in READY (docs/protocol.md section 10).  -1 with
+    `why` and `code`: a bad body, or no such service here (not_found, which
+    sb__send_error marks unrouted: the caller asks another broker).  */
+static int
+s_sys_describe (engine_t *self, msgpack_packer *pk, const sb_body_t *body, const char **why,
+                sb_code_t *code)
+{
+    msgpack_unpacked u;
+    msgpack_unpacked_init (&u);
+    size_t offset = 0;
+    size_t size = body ? body->size : 0;
+    char name [SB_NAME_MAX + 1];
+    *code = SB_E_BAD_REQUEST;
+    *why = "sys.describe takes {\"service\": NAME}";
+    int rc = -1;
+    if (size > 0 && size <= 4096 && sb_wire_check (body->data, size, 4) == 0
+    &&  msgpack_unpack_next (&u, (const char *) body->data, size, &offset) == MSGPACK_UNPACK_SUCCESS
+    &&  u.data.type == MSGPACK_OBJECT_MAP
+    &&  sb__str_copy (sb__map_get (&u.data, "service"), name, sizeof name) == 0
+    &&  sb_name_valid (name, SB_NAME_SERVICE))
+        rc = 0;
+    msgpack_unpacked_destroy (&u);
+    if (rc)
+        return -1;
+    const service_t *s = sb__service_lookup (self, name);
+    if (!s) {
+        *code = SB_E_NOT_FOUND;
+        *why = "no such service at this broker";
+        return -1;
+    }
+    msgpack_pack_map (pk, 5);
+    sb__pack_cstr (pk, "service");
+    sb__pack_cstr (pk, s->name);
+    sb__pack_cstr (pk, "version");
+    sb__pack_cstr (pk, s->version);
+    sb__pack_cstr (pk, "broker");
+    sb__pack_cstr (pk, self->args->name);
+    sb__pack_cstr (pk, "methods");
+    size_t n = 0;
+    for (size_t i = 0; i < s->nmethods; i++)
+        n += (s->mask >> i) & 1;
+    msgpack_pack_array (pk, n);
+    for (size_t i = 0; i < s->nmethods; i++) {
+        const method_t *m = &s->methods [i];
+        if (!((s->mask >> i) & 1))
+            continue;
+        msgpack_pack_map (pk, 5);
+        sb__pack_cstr (pk, "name");
+        sb__pack_cstr (pk, m->name);
+        s_pack_counter (pk, "flags", m->flags);
+        sb__pack_cstr (pk, "idempotent");
+        if (m->flags & SB_F_IDEMPOTENT)
+            msgpack_pack_true (pk);
+        else
+            msgpack_pack_false (pk);
+        s_pack_counter (pk, "timeout_ms", m->timeout_ms);
+        s_pack_counter (pk, "cache_ttl_ms", m->cache_ttl_ms);
+    }
+    sb__pack_cstr (pk, "schema");
+    if (s->schema)
+        sb__pack_cstr (pk, s->schema);
+    else
+        msgpack_pack_nil (pk);
+    return 0;
+}
+
 void
 sb__on_sys (engine_t *self, peer_t *p, const sb_header_t *h, const sb_body_t *body)
 {
     void (*method) (engine_t *, msgpack_packer *) = NULL;
     bool keys = !strcmp (h->method, "keys");
+    bool describe = !strcmp (h->method, "describe");
     if (!strcmp (h->method, "ping"))
         method = s_sys_ping;
     else
@@ -338,7 +407,7 @@ sb__on_sys (engine_t *self, peer_t *p, const sb_header_t *h, const sb_body_t *bo
     else
     if (!strcmp (h->method, "stats"))
         method = s_sys_stats;
-    if (!method && !keys) {
+    if (!method && !keys && !describe) {
         sb__send_error (self, p, h, h->request_id, SB_E_BAD_REQUEST,
                       "service 'sys' has no method '%s'", h->method);
         return;
@@ -349,6 +418,11 @@ sb__on_sys (engine_t *self, peer_t *p, const sb_header_t *h, const sb_body_t *bo
     const char *why = NULL;
     if (keys && s_sys_keys (self, &pk, body, &why)) {
         sb__send_error (self, p, h, h->request_id, SB_E_BAD_REQUEST, "%s", why);
+        return;
+    }
+    sb_code_t code;
+    if (describe && s_sys_describe (self, &pk, body, &why, &code)) {
+        sb__send_error (self, p, h, h->request_id, code, "%s", why);
         return;
     }
     self->stats.replies++;

@@ -36,6 +36,7 @@
 #include <czmq.h>
 #include <errno.h>
 #include <stdarg.h>
+#include <stdio.h>
 #include <string.h>
 #include <unistd.h>
 
@@ -313,8 +314,14 @@ sb_actor_watch_fd (sb_actor_t *actor, int fd, void (*callback) (int fd, void *ar
 /*  --------------------------------------------------------------------
     The thread.  */
 
+/*  The READY body (docs/protocol.md 5.2), encoded once: the version,
+    each method as [name, flags, timeout_ms, cache_ttl_ms] (flags as the
+    plugin declares them, which its schema agrees with; the times from the
+    method's schema, 0 without one) and the service's schema text, when
+    the host gave one of at most SB_READY_SCHEMA_MAX bytes (a longer one
+    is validated with, but not announced).  */
 static int
-s_encode_ready (sb_actor_t *self, sb_error_t *err)
+s_encode_ready (sb_actor_t *self, const sb_schema_set_t *schemas, sb_error_t *err)
 {
     const sb_service_t *service = self->service;
     size_t count = 0;
@@ -326,18 +333,34 @@ s_encode_ready (sb_actor_t *self, sb_error_t *err)
             return sb_error_set (err, SB_E_BAD_REQUEST, "%s: bad method '%s' or no handler",
                                  service->name, m->name);
     }
+    char *schema = sb_schema_set_service_json (schemas, service->name);
+    if (schema && strlen (schema) > SB_READY_SCHEMA_MAX) {
+        if (self->instance == 0)
+            fprintf (stderr, "sb run: %s: schema of %zu bytes, more than %d: not announced\n",
+                     service->name, strlen (schema), SB_READY_SCHEMA_MAX);
+        free (schema);
+        schema = NULL;
+    }
     msgpack_packer pk;
     msgpack_packer_init (&pk, &self->ready, msgpack_sbuffer_write);
     const char *version = service->version ? service->version : "";
-    msgpack_pack_map (&pk, 2);
+    msgpack_pack_map (&pk, schema ? 3 : 2);
     msgpack_pack_str_with_body (&pk, "version", 7);
     msgpack_pack_str_with_body (&pk, version, strnlen (version, SB_TEXT_MAX));
     msgpack_pack_str_with_body (&pk, "methods", 7);
     msgpack_pack_array (&pk, count);
     for (const sb_method_t *m = service->methods; m->name; m++) {
-        msgpack_pack_array (&pk, 2);
+        const sb_method_schema_t *ms = sb_schema_set_find (schemas, service->name, m->name);
+        msgpack_pack_array (&pk, 4);
         msgpack_pack_str_with_body (&pk, m->name, strlen (m->name));
         msgpack_pack_unsigned_int (&pk, m->flags & SB_METHOD_IDEMPOTENT);
+        msgpack_pack_unsigned_int (&pk, ms ? (unsigned) sb_method_schema_timeout_ms (ms) : 0);
+        msgpack_pack_unsigned_int (&pk, ms ? (unsigned) sb_method_schema_cache_ttl_ms (ms) : 0);
+    }
+    if (schema) {
+        msgpack_pack_str_with_body (&pk, "schema", 6);
+        msgpack_pack_str_with_body (&pk, schema, strlen (schema));
+        free (schema);
     }
     return 0;
 }
@@ -370,7 +393,7 @@ s_actor_new (sb_instance_t *inst, sb_error_t *err)
         sb_error_set (err, SB_E_INTERNAL, "out of memory");
         return self;                /* caller sees err via peer == NULL */
     }
-    if (s_encode_ready (self, err))
+    if (s_encode_ready (self, inst->options.schemas, err))
         return self;                /* caller sees err via peer == NULL */
     for (size_t i = 0; inst->options.schemas && service->methods [i].name; i++)
         self->schemas [i] = sb_schema_set_find (inst->options.schemas, service->name,

@@ -39,6 +39,12 @@
 #define SB_TEXT_MAX 255                 /* error message */
 #define SB_KEYID_MAX 32
 #define SB_DEPTH_MAX 32                 /* nesting of MessagePack bodies */
+/*  The contract a READY carries (docs/protocol.md 5.2): a method's
+    timeout_ms and cache_ttl_ms are at most SB_CONTRACT_MS_MAX, and the
+    service's schema text at most SB_READY_SCHEMA_MAX bytes (a longer one
+    is not announced; brokers drop it from a READY).  */
+#define SB_CONTRACT_MS_MAX 86400000
+#define SB_READY_SCHEMA_MAX (64 * 1024)
 
 /*  Commands.  */
 typedef enum {
