@@ -18,7 +18,9 @@
     dies (three silent intervals, BYE, the connection dropping as its
     socket monitor reports, or the link removed), sb__peer_check_links
     sees it go from up to down and sb__peer_failover handles its calls: an
-    idempotent one (declared with sb_peer_set_idempotent) keeps its body
+    idempotent one (its service declares the method idempotent, as
+    contracts.c learns, or the caller said so with sb_peer_set_idempotent)
+    keeps its body
     and goes out again at once on another live link with SB_F_RETRY and
     the same request id, or waits for one, within its first deadline; the
     others are answered `unavailable`.  Whichever answer comes first is
@@ -118,10 +120,17 @@ sb_peer_retries (const sb_peer_t *self)
     return self->retries;
 }
 
+int64_t
+sb_peer_call_deadline (const sb_peer_t *self, uint64_t id)
+{
+    const sb_call_t *call = zhashx_lookup (self->calls, &id);
+    return call ? call->deadline : 0;
+}
+
 size_t
 sb_peer_pending (const sb_peer_t *self)
 {
-    return zhashx_size (self->calls);
+    return zhashx_size (self->calls) - self->contract_asking;
 }
 
 /*  True to pass over the broker that answered this call unrouted, while
@@ -159,7 +168,8 @@ s_send_sealed (sb_peer_t *self, sb_call_t *call, sb_header_t *h)
                             &body, call->nonce, &err))
             return -1;
         if (sb_link_send (link, h, &body) == 0) {
-            self->next_link = (self->next_link + 1) % self->nlinks;
+            if (!call->lookup)
+                self->next_link = (self->next_link + 1) % self->nlinks;
             call->link_id = sb_link_id (link);
             if (call->has_body && !(call->flags & SB_F_IDEMPOTENT) && self->nlinks < 2) {
                 zmq_msg_close (&call->body);
@@ -209,7 +219,8 @@ s_send_call (sb_peer_t *self, sb_call_t *call, int64_t now)
         }
         zmq_msg_t *body = keep ? &copy : call->has_body ? &call->body : NULL;
         if (sb_link_send (link, &h, body) == 0) {
-            self->next_link = (self->next_link + 1) % self->nlinks;
+            if (!call->lookup)
+                self->next_link = (self->next_link + 1) % self->nlinks;
             call->link_id = sb_link_id (link);
             if (keep)
                 zmq_msg_close (&copy);
@@ -239,11 +250,28 @@ sb__peer_flush_waiting (sb_peer_t *self, int64_t now)
     }
 }
 
+void
+sb__peer_call_release (sb_peer_t *self, sb_call_t *call, int64_t now)
+{
+    if (zlistx_size (self->waiting) > 0 || s_send_call (self, call, now) != 0)
+        call->waiting = zlistx_add_end (self->waiting, call);
+}
+
 int
 sb_peer_call (sb_peer_t *self, const char *service, const char *method,
               const void *body, size_t size, int timeout_ms,
               sb_reply_fn *callback, sb_peer_raw_fn *raw, void *arg,
               uint64_t *id_p, sb_error_t *err)
+{
+    return sb__peer_call_flags (self, service, method, body, size, timeout_ms, 0,
+                                callback, raw, arg, id_p, err);
+}
+
+int
+sb__peer_call_flags (sb_peer_t *self, const char *service, const char *method,
+                     const void *body, size_t size, int timeout_ms, uint32_t flags,
+                     sb_reply_fn *callback, sb_peer_raw_fn *raw, void *arg,
+                     uint64_t *id_p, sb_error_t *err)
 {
     if (!sb_name_valid (service, SB_NAME_SERVICE))
         return sb_error_set (err, SB_E_BAD_REQUEST, "bad service name '%s'", service ? service : "");
@@ -255,23 +283,28 @@ sb_peer_call (sb_peer_t *self, const char *service, const char *method,
         return sb_error_set (err, SB_E_BAD_REQUEST, "request body is not one valid MessagePack object");
     if (!callback == !raw)
         return sb_error_set (err, SB_E_BAD_REQUEST, "a call needs exactly one callback");
-    if (timeout_ms <= 0)
-        timeout_ms = 5000;
+    bool timeout_given = timeout_ms > 0;
+    if (!timeout_given)
+        timeout_ms = SB_PEER_TIMEOUT_DEFAULT;
     /*  Circuit breakers go here: refuse at once while `service` fails.  */
     sb_call_t *call = s_call_new (self);
     if (!call)
         return sb_error_set (err, SB_E_INTERNAL, "out of memory");
     call->id = self->next_id++;
     call->timeout_ms = timeout_ms;
+    call->timeout_given = timeout_given;
     int64_t now = zclock_mono ();
+    call->started = now;
     call->deadline = now + timeout_ms;
     call->callback = callback;
     call->raw = raw;
     call->arg = arg;
     strcpy (call->service, service);
     strcpy (call->method, method);
+    call->flags = flags & SB_F_IDEMPOTENT;
+    call->lookup = (flags & SB_CALL_LOOKUP) != 0;
     if (s_idempotent (self, service, method))
-        call->flags = SB_F_IDEMPOTENT;
+        call->flags |= SB_F_IDEMPOTENT;
     sb__peer_trace_for (self, call->trace);
     if (size > 0) {
         if (zmq_msg_init_size (&call->body, size)) {
@@ -289,9 +322,12 @@ sb_peer_call (sb_peer_t *self, const char *service, const char *method,
     call->seal = self->sealer && strcmp (service, "sys") != 0;
     if (call->seal && sb_sealer_service_key (self->sealer, service, call->seal_pk) == 0)
         call->key_wait = true;      /* goes out from sb__peer_keys_ready */
-    else
-    if (zlistx_size (self->waiting) > 0 || s_send_call (self, call, now) != 0)
-        call->waiting = zlistx_add_end (self->waiting, call);
+    /*  The service's contract (contracts.c): known, it is applied here;
+        else the call waits for it and goes out from there.  */
+    if (strcmp (service, "sys") != 0 && sb__peer_contract_wait (self, call))
+        call->contract_wait = true;
+    if (!call->key_wait && !call->contract_wait)
+        sb__peer_call_release (self, call, now);
     if (call->deadline < self->next_deadline)
         self->next_deadline = call->deadline;
     if (id_p)
@@ -457,8 +493,8 @@ sb__peer_keys_ready (sb_peer_t *self, const char *service)
         sb_code_t code;
         const char *why;
         if (sb_sealer_service_result (self->sealer, service, call->seal_pk, &code, &why) == 1) {
-            if (zlistx_size (self->waiting) > 0 || s_send_call (self, call, now) != 0)
-                call->waiting = zlistx_add_end (self->waiting, call);
+            if (!call->contract_wait)
+                sb__peer_call_release (self, call, now);
             continue;
         }
         sb_error_t err;

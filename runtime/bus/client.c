@@ -58,7 +58,9 @@ sb_client_new (const sb_client_options_t *options, sb_error_t *err)
         sb_error_set (err, SB_E_INTERNAL, "out of memory");
         return NULL;
     }
-    self->timeout_ms = options->timeout_ms > 0 ? options->timeout_ms : S_TIMEOUT_DEFAULT;
+    /*  0: none given, each call takes its method's declared timeout
+        (else 5000, the peer's default).  */
+    self->timeout_ms = options->timeout_ms > 0 ? options->timeout_ms : 0;
     if (options->keys || options->member) {
         self->identity = sb_identity_load (options->keys, options->member, err);
         if (!self->identity) {
@@ -167,8 +169,13 @@ s_call (sb_client_t *self, const char *service, const char *method,
         is bounded all the same (deadline plus a second of grace), so that
         a blocking caller can never wait forever whatever state the peer
         is in; a signal cuts it short too.  */
-    int64_t give_up = zclock_mono () + (timeout_ms > 0 ? timeout_ms : self->timeout_ms) + 1000;
+    int64_t give_up = zclock_mono () + S_TIMEOUT_DEFAULT + 1000;
     while (!slot.done) {
+        /*  The call's deadline may move once its contract is known (the
+            method's timeout, for a call made without one).  */
+        int64_t deadline = sb_peer_call_deadline (self->peer, id);
+        if (deadline)
+            give_up = deadline + 1000;
         int64_t left = give_up - zclock_mono ();
         bool interrupted = left > 0 && sb_loop_wait (self->peer, self->discovery, (int) left) < 0;
         if (!slot.done && (interrupted || left <= 0)) {

@@ -136,6 +136,11 @@ sb_peer_new_empty (const char *name, sb_error_t *err)
     self->waiting = zlistx_new ();
     self->subs = zlistx_new ();
     self->idempotent = zhashx_new ();
+    if (sb__peer_contracts_init (self)) {
+        sb_peer_destroy (&self);
+        sb_error_set (err, SB_E_INTERNAL, "out of memory");
+        return NULL;
+    }
     zhashx_set_key_hasher (self->calls, s_id_hash);
     zhashx_set_key_comparator (self->calls, s_id_compare);
     zhashx_set_key_duplicator (self->calls, NULL);
@@ -216,6 +221,7 @@ sb_peer_destroy (sb_peer_t **self_p)
     }
     sb__peer_drop_sealer (self);
     zhashx_destroy (&self->idempotent);
+    sb__peer_contracts_destroy (self);
     for (sb_call_t *call = zhashx_first (self->calls); call; call = zhashx_next (self->calls))
         sb__peer_call_free (self, call);
     zhashx_destroy (&self->calls);

@@ -83,8 +83,10 @@ size_t sb_peer_links_alive (const sb_peer_t *self);
 /*  Sends a REQUEST.  Exactly one of `callback` (decoded body) and `raw`
     is called exactly once, from sb_peer_handle or sb_peer_tick, never
     from inside this function.  `body` (size may be 0) is copied and must
-    be one valid MessagePack object.  Returns 0 and sets *id_p (if not
-    NULL) to the request id, or -1 with err filled (bad names, bad body). */
+    be one valid MessagePack object.  timeout_ms <= 0: the method's
+    declared timeout, else 5000 (see "Contracts").  Returns 0 and sets
+    *id_p (if not NULL) to the request id, or -1 with err filled (bad
+    names, bad body). */
 int sb_peer_call (sb_peer_t *self, const char *service, const char *method,
                   const void *body, size_t size, int timeout_ms,
                   sb_reply_fn *callback, sb_peer_raw_fn *raw, void *arg,
@@ -102,6 +104,18 @@ int sb_peer_set_idempotent (sb_peer_t *self, const char *service, const char *me
 /*  Calls sent again because their broker was lost.  */
 uint64_t sb_peer_retries (const sb_peer_t *self);
 
+/*  Contracts (contracts.c).  The first call to a service asks the bus for
+    its contract (sys.describe) and waits for it within its own deadline;
+    calls to methods the service declares idempotent then carry the flag
+    as if declared with sb_peer_set_idempotent, and a call made with
+    timeout_ms <= 0 gets the method's timeout_ms (else 5000).  The answer
+    is cached for `ttl_ms` (<= 0: SB_CONTRACT_TTL_MS), then asked again
+    in the background by the next call.  */
+#define SB_CONTRACT_TTL_MS 30000
+void sb_peer_set_contract_ttl (sb_peer_t *self, int ttl_ms);
+/*  sys.describe lookups sent so far.  */
+size_t sb_peer_contract_lookups (const sb_peer_t *self);
+
 /*  The trace context.  While it is set, calls and events sent carry its
     trace id (16 bytes, copied) instead of a fresh random one each.  The
     actor sets it to a request's trace id while the handler runs; the peer
@@ -112,6 +126,10 @@ uint64_t sb_peer_retries (const sb_peer_t *self);
     and says whether there is one.  */
 void sb_peer_set_trace (sb_peer_t *self, const uint8_t *trace);
 bool sb_peer_trace (const sb_peer_t *self, uint8_t *trace);
+
+/*  The deadline (zclock_mono ms) of an outstanding call, 0 once it was
+    answered or forgotten.  */
+int64_t sb_peer_call_deadline (const sb_peer_t *self, uint64_t id);
 
 /*  Forgets a call without calling it back (a blocking caller that was
     interrupted).  */

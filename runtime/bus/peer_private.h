@@ -2,7 +2,7 @@
     includes: the peer's struct, a call, a subscription, and the
     functions one part of the peer calls in another.
 
-    The peer is one class (bus/peer.h) written in four files, one concern
+    The peer is one class (bus/peer.h) written in five files, one concern
     each:
 
         peer.c         construction, links and their monitors, the trace
@@ -11,7 +11,9 @@
                        calls, deadlines, failover, unrouted, replies;
         events.c       subscriptions, PUBLISH out and events in;
         keys_lookup.c  the sealer's owner: sys.keys lookups sent for it,
-                       with the next broker asked when one knew nothing.
+                       with the next broker asked when one knew nothing;
+        contracts.c    the services' contracts (sys.describe), cached,
+                       applied to the calls made to them.
 
     Everything here runs on the peer's one thread.
 */
@@ -25,6 +27,12 @@
 /*  Retry pause for calls that wait while a broker is alive but its
     queue is full.  */
 #define SB_PEER_RESEND_MS 10
+/*  Timeout of a call made without one, when its method declares none.  */
+#define SB_PEER_TIMEOUT_DEFAULT 5000
+/*  Methods of a service a contract holds (the broker's limit too).  */
+#define SB_CONTRACT_METHODS_MAX 64
+/*  A failed contract lookup is tried again this long after.  */
+#define SB_CONTRACT_RETRY_MS 1000
 
 typedef struct sb_call {
     uint64_t id;
@@ -44,6 +52,10 @@ typedef struct sb_call {
     bool body_given;                /* the body went to a link: no resend */
     bool seal;                      /* body sealed for seal_pk at each send */
     bool key_wait;                  /* waiting for the sealer to learn the key */
+    bool contract_wait;             /* waiting for the service's contract (contracts.c) */
+    bool lookup;                    /* the runtime's own lookup: not counted by the round robin */
+    bool timeout_given;             /* else the method's timeout_ms applies, when declared */
+    int64_t started;
     uint8_t seal_pk [SB_KEY_SIZE];
     uint8_t nonce [SB_SEAL_NONCE_SIZE];     /* of the last send: the reply is bound to it */
     char service [SB_NAME_MAX + 1];
@@ -85,6 +97,10 @@ struct sb_peer {
     const sb_identity_t *identity;  /* borrowed; NULL: plaintext links */
     sb_sealer_t *sealer;            /* with an identity: end-to-end sealing */
     zlistx_t *lookups;              /* sys.keys lookups in flight (keys_lookup.c) */
+    zhashx_t *contracts;            /* service -> its contract (contracts.c) */
+    int contract_ttl_ms;
+    size_t contract_lookups;        /* sys.describe lookups sent */
+    size_t contract_asking;         /* of which in flight: not counted as pending */
     bool has_trace;                 /* trace context, see sb_peer_set_trace */
     uint8_t trace [16];
     uint8_t trace_pool [32 * 16];   /* fresh trace ids, drawn 32 at a time */
@@ -112,6 +128,17 @@ void sb__peer_call_free (sb_peer_t *self, sb_call_t *call);
     next broker when this one knew no such service.  Returns 1 when a
     call was answered.  */
 int sb__peer_on_reply (sb_peer_t *self, const sb_header_t *h, zmq_msg_t *body);
+/*  sb_peer_call with request flags (SB_F_IDEMPOTENT) set from the start,
+    and SB_CALL_LOOKUP for the runtime's own lookups, which do not move
+    the round robin of the links (so they do not shift where calls go). */
+#define SB_CALL_LOOKUP 0x10000
+int sb__peer_call_flags (sb_peer_t *self, const char *service, const char *method,
+                         const void *body, size_t size, int timeout_ms, uint32_t flags,
+                         sb_reply_fn *callback, sb_peer_raw_fn *raw, void *arg,
+                         uint64_t *id_p, sb_error_t *err);
+/*  Sends a call that no longer waits for a key or a contract, or queues
+    it in `waiting` behind those already there.  */
+void sb__peer_call_release (sb_peer_t *self, sb_call_t *call, int64_t now);
 /*  Sends waiting calls in order until one cannot go.  */
 void sb__peer_flush_waiting (sb_peer_t *self, int64_t now);
 /*  The calls that went out on link `link_id` (broker `broker`), which is
@@ -134,6 +161,16 @@ void sb__peer_resubscribe (sb_peer_t *self, sb_link_t *link);
 /*  A PUBLISH: opened if sealed, decoded, handed to the matching
     subscriptions.  Returns how many ran.  */
 int sb__peer_on_event (sb_peer_t *self, const sb_header_t *h, zmq_msg_t *body);
+
+/*  contracts.c  */
+/*  The cache of contracts, made and destroyed with the peer.  */
+int sb__peer_contracts_init (sb_peer_t *self);
+void sb__peer_contracts_destroy (sb_peer_t *self);
+/*  Applies the call's service's contract to it (idempotent flag, the
+    method's timeout when none was given) and returns false; or, for a
+    service not described yet, starts (or joins) its lookup and returns
+    true: the call waits, and goes out when the answer comes.  */
+bool sb__peer_contract_wait (sb_peer_t *self, sb_call_t *call);
 
 /*  keys_lookup.c  */
 /*  Replaces the peer's sealer with one for `identity` (NULL: none),
