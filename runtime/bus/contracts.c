@@ -48,7 +48,8 @@ typedef struct {
     char service [SB_NAME_MAX + 1];
     bool known;                     /* an answer (or a failure) came: calls no longer wait */
     bool asking;                    /* a sys.describe is in flight */
-    int64_t fresh_until;            /* after it, the next call asks again in the background */
+    int64_t answered;               /* when the last answer (or failure) came */
+    bool failed;                    /* it was a failure: fresh for SB_CONTRACT_RETRY_MS only */
     size_t nmethods;
     s_method_t methods [SB_CONTRACT_METHODS_MAX];
 } s_contract_t;
@@ -201,8 +202,8 @@ s_answer (const void *data, size_t size, const sb_error_t *err, void *arg)
     int64_t now = zclock_mono ();
     c->asking = false;
     self->contract_asking--;
-    bool parsed = !err && s_parse (c, data, size) == 0;
-    c->fresh_until = now + (parsed ? self->contract_ttl_ms : SB_CONTRACT_RETRY_MS);
+    c->failed = err || s_parse (c, data, size) != 0;
+    c->answered = now;
     c->known = true;
 
     size_t count = 0;
@@ -237,15 +238,16 @@ sb__peer_contract_wait (sb_peer_t *self, sb_call_t *call)
         strcpy (c->service, call->service);
         zhashx_insert (self->contracts, c->service, c);
         if (s_ask (self, c)) {
-            c->known = true;
-            c->fresh_until = zclock_mono () + SB_CONTRACT_RETRY_MS;
+            c->known = c->failed = true;
+            c->answered = zclock_mono ();
             return false;
         }
     }
     if (!c->known)
         return true;
     s_apply (self, c, call);
-    if (!c->asking && zclock_mono () >= c->fresh_until)
+    int64_t fresh = c->failed ? SB_CONTRACT_RETRY_MS : self->contract_ttl_ms;
+    if (!c->asking && zclock_mono () - c->answered >= fresh)
         s_ask (self, c);                /* in the background: this call goes on */
     return false;
 }
