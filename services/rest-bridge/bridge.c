@@ -8,7 +8,7 @@
         threads = 2                 HTTP thread pool size
         max_body = 1048576          bytes; larger bodies get 413
         timeout_ms = 5000           default bus call timeout (a method's
-                                    schema timeout_ms wins; a client may
+                                    declared timeout_ms wins; a client may
                                     ask for less or more with X-Timeout-Ms,
                                     up to timeout_max_ms)
         timeout_max_ms = 60000
@@ -18,7 +18,10 @@
         connection_timeout = 30     seconds of silence before a client is dropped
         drain_ms = 2000             on shutdown, time given to answers in flight
         reuse_port = false          let several instances share the port
-        schemas = DIR               schema files: validation and /openapi.json
+        schemas = DIR               local schema files, overriding what the bus
+                                    says of the same services (catalog.h)
+        catalog_refresh_ms = 10000  how often the services of the bus and
+                                    their contracts are asked for again
         cors_origins = "https://app.example.com https://admin.example.com"  or "*"
         aliases = "GET /users/{id} users.get; POST /users users.create"
         port_file = PATH            write the bound port there (for scripts)
@@ -258,21 +261,19 @@ s_load_keys (sb_rest_bridge_t *self, const sb_config_t *config, sb_error_t *err)
     return 0;
 }
 
-/*  Schemas (if a directory is set) and the OpenAPI document: engineer
+/*  The OpenAPI document of a set (the catalog's, catalog.h): engineer
     C's generator, plus what only the bridge knows: where it listens, how
     clients authenticate, and the aliases.  */
-static int
-s_load_openapi (sb_rest_bridge_t *self, const char *dir, sb_error_t *err)
+static char *
+s_render_openapi (void *arg, const sb_schema_set_t *set, sb_error_t *err)
 {
+    sb_rest_bridge_t *self = arg;
     sb_error_t why = { SB_OK, "" };
-    if (dir) {
-        self->schemas = sb_schema_set_load_dir (dir, &why);
-        if (!self->schemas)
-            return sb_error_set (err, why.code, "rest-bridge: schemas: %s", why.text);
+    json_t *doc = sb_rest_openapi_build (set, "Switchboard REST bridge", NULL, &why);
+    if (!doc) {
+        sb_error_set (err, SB_E_INTERNAL, "rest-bridge: openapi: %s", why.text);
+        return NULL;
     }
-    json_t *doc = sb_rest_openapi_build (self->schemas, "Switchboard REST bridge", NULL, &why);
-    if (!doc)
-        return sb_error_set (err, SB_E_INTERNAL, "rest-bridge: openapi: %s", why.text);
     char url [160];
     snprintf (url, sizeof url, "http://%s", self->listen);
     json_object_set_new (doc, "servers", json_pack ("[{s:s}]", "url", url));
@@ -316,12 +317,11 @@ s_load_openapi (sb_rest_bridge_t *self, const char *dir, sb_error_t *err)
             "parameters", parameters,
             "responses", "200", "description", "the reply of the target method, as JSON"));
     }
-    self->openapi = json_dumps (doc, JSON_COMPACT);
+    char *text = json_dumps (doc, JSON_COMPACT);
     json_decref (doc);
-    if (!self->openapi)
-        return sb_error_set (err, SB_E_INTERNAL, "out of memory");
-    self->openapi_size = strlen (self->openapi);
-    return 0;
+    if (!text)
+        sb_error_set (err, SB_E_INTERNAL, "out of memory");
+    return text;
 }
 
 static void s_bridge_destroy (sb_rest_bridge_t **self_p);
@@ -370,7 +370,14 @@ s_configure (sb_rest_bridge_t *self, const sb_config_t *config, sb_error_t *err)
         return sb_error_set (err, SB_E_BAD_REQUEST, "rest-bridge: aliases: %s", why);
     if (s_load_keys (self, config, err))
         return -1;
-    return s_load_openapi (self, sb_config_get (config, "schemas"), err);
+    if (s_config_uint (config, "catalog_refresh_ms", 100, 3600 * 1000, 10000, &value, err))
+        return -1;
+    sb_error_t failed = { SB_OK, "" };
+    self->catalog = sb_rest_catalog_new (sb_config_get (config, "schemas"), (int) value,
+                                         s_render_openapi, self, &failed);
+    if (!self->catalog)
+        return sb_error_set (err, failed.code, "rest-bridge: schemas: %s", failed.text);
+    return 0;
 }
 
 static void
@@ -382,8 +389,7 @@ s_bridge_destroy (sb_rest_bridge_t **self_p)
     sb_rest_metrics_destroy (&self->metrics);
     sb_rest_auth_destroy (&self->auth);
     sb_rest_routes_destroy (&self->routes);
-    sb_schema_set_destroy (&self->schemas);
-    free (self->openapi);
+    sb_rest_catalog_destroy (&self->catalog);
     if (self->event_fd >= 0)
         close (self->event_fd);
     pthread_mutex_destroy (&self->lock);
@@ -421,6 +427,10 @@ s_init (sb_actor_t *actor, const sb_config_t *config, void **state, sb_error_t *
     ||  sb_actor_watch_fd (actor, self->event_fd, s_on_event, self) != 0) {
         s_bridge_destroy (&self);
         return sb_error_set (err, SB_E_INTERNAL, "rest-bridge: cannot watch the hand-over eventfd");
+    }
+    if (sb_rest_catalog_start (self->catalog, actor) != 0) {
+        s_bridge_destroy (&self);
+        return sb_error_set (err, SB_E_INTERNAL, "rest-bridge: cannot start learning the catalog");
     }
     if (sb_rest_http_start (self, err) != 0) {
         s_bridge_destroy (&self);

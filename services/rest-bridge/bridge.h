@@ -23,6 +23,7 @@
 
 #include "switchboard.h"
 #include "auth.h"
+#include "catalog.h"
 #include "conns.h"
 #include "metrics.h"
 #include "route.h"
@@ -89,9 +90,7 @@ struct sb_rest_bridge {
     sb_rest_metrics_t *metrics;
     sb_rest_auth_t *auth;               /* no keys: auth off */
     sb_rest_routes_t *routes;
-    sb_schema_set_t *schemas;           /* NULL: no validation at the edge */
-    char *openapi;                      /* the document, built at start */
-    size_t openapi_size;
+    sb_rest_catalog_t *catalog;         /* schemas and OpenAPI, from the bus (catalog.h) */
     /*  Settings.  */
     char listen [128];
     unsigned threads;

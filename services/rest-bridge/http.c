@@ -465,12 +465,11 @@ s_route (sb_rest_req_t *req, const char *url, const char *http_method, const cha
             return s_not_allowed (req, "GET");
         if (s_authorize (req, NULL, NULL, &result))
             return result;
-        char *copy = malloc (bridge->openapi_size);
+        size_t size = 0;
+        char *copy = sb_rest_catalog_openapi (bridge->catalog, &size);
         if (!copy)
             return s_send_bus_error (req, SB_E_INTERNAL, "out of memory");
-        memcpy (copy, bridge->openapi, bridge->openapi_size);
-        return s_send_owned (req, MHD_HTTP_OK, copy, bridge->openapi_size, "application/json",
-                             NULL, NULL);
+        return s_send_owned (req, MHD_HTTP_OK, copy, size, "application/json", NULL, NULL);
     }
     if (!strcmp (url, "/v1/services")) {
         req->label_method = "services";
@@ -705,18 +704,25 @@ done:
     return rc;
 }
 
-/*  Checks the body against the method's schema, if the schema directory
-    describes it, so that a bad request is refused before it crosses the
-    bus; takes the method's timeout unless the client chose one.  */
+/*  Checks the body against the method's schema, if the catalog (the bus,
+    or a local directory) describes it, so that a bad request is refused
+    before it crosses the bus; takes the method's timeout unless the
+    client chose one.  */
+static int s_validate_with (sb_rest_req_t *req, const sb_method_schema_t *schema, sb_error_t *err);
+
 static int
 s_validate (sb_rest_req_t *req, sb_error_t *err)
 {
-    if (!req->bridge->schemas)
-        return 0;
-    const sb_method_schema_t *schema = sb_schema_set_find (req->bridge->schemas,
-                                                           req->service, req->method);
-    if (!schema)
-        return 0;
+    const sb_schema_set_t *set = sb_rest_catalog_hold (req->bridge->catalog);
+    const sb_method_schema_t *schema = sb_schema_set_find (set, req->service, req->method);
+    int rc = schema ? s_validate_with (req, schema, err) : 0;
+    sb_rest_catalog_release (req->bridge->catalog);
+    return rc;
+}
+
+static int
+s_validate_with (sb_rest_req_t *req, const sb_method_schema_t *schema, sb_error_t *err)
+{
     int schema_timeout = sb_method_schema_timeout_ms (schema);
     if (!req->timeout_given && schema_timeout > 0)
         req->timeout_ms = schema_timeout < req->bridge->timeout_max_ms

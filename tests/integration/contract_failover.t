@@ -6,7 +6,8 @@
 # tells the bridge that echo.echo is idempotent: it learns it from the
 # bus (sys.describe), so every request is answered 2xx (the numbers are
 # printed).  Also: `sb call sys.describe` shows echo's contract as both
-# brokers know it.  Every wait is bounded; everything started is killed.
+# brokers know it, and the bridge's /openapi.json lists echo's methods
+# and validates requests without any schema directory.  Every wait is bounded; everything started is killed.
 . "$(dirname "$0")/rest_lib.sh"
 need curl jq xargs
 
@@ -51,6 +52,21 @@ like "$(cat "$T_DIR/nosuch.err")" '^sb call: not_found: ' "sys.describe of an un
 start_bridge cf "    threads = 4"
 echo_ready () { post /v1/echo/echo '0'; [ "$STATUS" = 200 ]; }
 wait_for 20 echo_ready || bail "echo never answered through the bridge"
+
+# Its OpenAPI document lists the services of the bus, from their contracts.
+openapi_has_echo () {
+    call GET /openapi.json
+    [ "$(jget "$BODY" '.paths | has("/v1/echo/reverse")')" = true ]
+}
+wait_for 15 openapi_has_echo
+ok $? "/openapi.json lists echo's methods with no schema directory configured"
+is "$(jget "$BODY" '.paths["/v1/echo/echo"].post["x-switchboard-idempotent"]')" true \
+    "echo.echo is idempotent there, as echo's plugin declares"
+is "$(jget "$BODY" '.components.schemas["echo.reverse.request"].required')" '["text"]' \
+    "with echo.reverse's request schema"
+post /v1/echo/reverse '{"text": 5}'
+is "$STATUS" 400 "a request violating echo's schema is refused at the edge"
+like "$BODY" 'expected string' "with the path of the violation"
 
 # The load: REQUESTS POSTs, PAR at a time, each with its own body and a
 # 10 s bound; broker 1 is SIGKILLed once the load has run for a while.
