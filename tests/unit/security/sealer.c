@@ -488,6 +488,16 @@ s_through_fake (zsock_t *router, sb_client_t *client, const uint8_t *cert, size_
             msgpack_sbuffer_destroy (&buf);
         }
         else
+        if (h.command == SB_CMD_REQUEST && streq (h.service, "sys") && streq (h.method, "describe")) {
+            /*  The runtime's contract lookup: this broker knows no service.  */
+            sb_header_init (&answer, SB_CMD_ERROR);
+            answer.request_id = h.request_id;
+            answer.code = SB_E_NOT_FOUND;
+            answer.flags = SB_F_UNROUTED;
+            answer.present |= SB_H_REQUEST_ID | SB_H_CODE;
+            s_fake_send (router, from, &answer, NULL, 0);
+        }
+        else
         if (h.command == SB_CMD_REQUEST) {
             *reached = true;
             const char *canary = S_REQ_CANARY;
