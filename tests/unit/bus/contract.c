@@ -95,7 +95,9 @@ main (void)
     fb_answer_describe = false;
     zsock_t *router = zsock_new_router ("tcp://127.0.0.1:*");
     sb_error_t err = { 0 };
-    sb_peer_t *peer = sb_peer_new (zsock_last_endpoint (router), "contract-test", &err);
+    char *endpoint = zsock_last_endpoint (router);
+    sb_peer_t *peer = sb_peer_new (endpoint, "contract-test", &err);
+    zstr_free (&endpoint);
     tap_ok (peer && fb_welcome (router, s_pump, peer, "fake", 1000) == 0,
             "a peer welcomed by a fake broker");
     for (int i = 0; i < 100 && sb_peer_links_alive (peer) < 1; i++)
