@@ -362,10 +362,10 @@ sb__on_ready (engine_t *self, peer_t *p, const sb_header_t *h, const sb_body_t *
     if (msgpack_unpack_next (&unpacked, data, size, &offset) == MSGPACK_UNPACK_SUCCESS)
         rc = s_parse_ready (s, &unpacked.data, &mask, version, &schema);
     /*  A READY without a schema leaves the one another worker gave.  */
-    char *text = rc == 0 && schema ? strndup (schema->via.str.ptr, schema->via.str.size) : NULL;
-    if (text) {
+    char *schema_text = rc == 0 && schema ? strndup (schema->via.str.ptr, schema->via.str.size) : NULL;
+    if (schema_text) {
         free (s->schema);
-        s->schema = text;
+        s->schema = schema_text;
     }
     msgpack_unpacked_destroy (&unpacked);
     if (rc == 0 && !w && !p->by_service)

@@ -666,7 +666,9 @@ s_alias_body (sb_rest_req_t *req, sb_error_t *err)
     msgpack_packer packer;
     msgpack_packer_init (&packer, &req->body, msgpack_sbuffer_write);
     sb_rest_types_t types;
-    sb_rest_types_init (&types, req->bridge->schemas, match->service, match->method);
+    sb_rest_types_init (&types, sb_rest_catalog_hold (req->bridge->catalog), match->service,
+                        match->method);
+    sb_rest_catalog_release (req->bridge->catalog);
     s_args_t args = { &packer, match, 0, true, &types };
     size_t extra = 0;
     if (members) {
