@@ -351,6 +351,10 @@ sb__on_ready (engine_t *self, peer_t *p, const sb_header_t *h, const sb_body_t *
         s->uid = ++self->service_uid;
         zhashx_insert (self->services, s->name, s);
         created = true;
+        /*  Remembered, so that a service without instances for a while
+            is `unavailable` to its callers, not `not_found` like a typo.  */
+        if (zhashx_size (self->known) < KNOWN_MAX)
+            zhashx_insert (self->known, s->name, (void *) 1);
     }
     msgpack_unpacked unpacked;
     msgpack_unpacked_init (&unpacked);

@@ -217,6 +217,7 @@ s_engine_destroy (engine_t *self)
     free (self->bcast);
     zhashx_destroy (&self->peers);
     zhashx_destroy (&self->services);
+    zhashx_destroy (&self->known);
     zhashx_destroy (&self->groups);
     zhashx_destroy (&self->refused_names);
     msgpack_sbuffer_destroy (&self->sbuf);
@@ -310,6 +311,7 @@ s_broker_actor (zsock_t *pipe, void *arg)
         zhashx_set_key_destructor (self->peers, NULL);
     }
     self->services = zhashx_new ();
+    self->known = zhashx_new ();
     self->groups = zhashx_new ();
     self->refused_names = zhashx_new ();
     self->secure = self->args->identity != NULL;

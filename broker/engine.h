@@ -45,6 +45,7 @@
 #define ACL_CACHE 16                    /* per-peer cached call decisions */
 #define DIRECTORY_MAX (1024 * 1024)     /* bytes of a DIRECTORY body kept */
 #define DIRECTORY_SERVICES_MAX 4096     /* services in one DIRECTORY */
+#define KNOWN_MAX 16384                 /* service names remembered once seen */
 #define BROKERS_MAX 256                 /* cluster brokers linked to */
 #define REFUSED_NAMES_MAX 1024          /* members posing as brokers, logged once each */
 
@@ -250,6 +251,7 @@ typedef struct {
     bool stop;
     zhashx_t *peers;                /* key -> peer_t */
     zhashx_t *services;             /* name -> service_t */
+    zhashx_t *known;                /* names of every service seen offered (bounded) */
     zhashx_t *groups;               /* name -> group_t */
     sub_t **bcast;
     size_t nbcast, bcast_alloc;
@@ -302,6 +304,10 @@ int sb__send (engine_t *self, peer_t *peer, const sb_header_t *h, const sb_body_
 void sb__send_simple (engine_t *self, peer_t *peer, sb_cmd_t command);
 void sb__send_error (engine_t *self, peer_t *caller, const sb_header_t *req, uint64_t request_id,
                     sb_code_t code, const char *fmt, ...);
+/*  The same with the flag unrouted whatever the code: this broker's own
+    answer, given before any dispatch.  */
+void sb__send_unrouted (engine_t *self, peer_t *caller, const sb_header_t *req,
+                        uint64_t request_id, sb_code_t code, const char *fmt, ...);
 void sb__peer_key (uint8_t *key, const uint8_t *id, size_t size);
 size_t sb__peer_key_hash (const void *key);
 int sb__peer_key_compare (const void *a, const void *b);

@@ -302,6 +302,10 @@ sb__on_request (engine_t *self, peer_t *p, sb_header_t *h, const sb_body_t *body
         if (self->secure && !sb__may_call (self, p, NULL, 0, h))
             sb__forbid_call (self, p, h);
         else
+        if (zhashx_lookup (self->known, h->service))
+            sb__send_unrouted (self, p, h, h->request_id, SB_E_UNAVAILABLE,
+                               "service '%s' has no instance now", h->service);
+        else
             sb__send_error (self, p, h, h->request_id, SB_E_NOT_FOUND, "no service '%s'",
                             h->service);
         return;

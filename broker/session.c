@@ -223,10 +223,11 @@ sb__send_simple (engine_t *self, peer_t *peer, sb_cmd_t command)
     sb__send (self, peer, &h, NULL);
 }
 
-/*  Answers a caller's request with an error (unless it asked for no reply). */
-void
-sb__send_error (engine_t *self, peer_t *caller, const sb_header_t *req, uint64_t request_id,
-              sb_code_t code, const char *fmt, ...)
+/*  Answers a caller's request with an error (unless it asked for no
+    reply), with the given flags.  */
+static void
+s_send_error_v (engine_t *self, peer_t *caller, const sb_header_t *req, uint64_t request_id,
+                sb_code_t code, uint32_t flags, const char *fmt, va_list args)
 {
     self->stats.errors [code]++;
     if (!caller || (req->flags & SB_F_NO_REPLY))
@@ -236,11 +237,7 @@ sb__send_error (engine_t *self, peer_t *caller, const sb_header_t *req, uint64_t
     h.request_id = request_id;
     h.present |= SB_H_REQUEST_ID;
     h.code = code;
-    /*  not_found is only ever this broker's own answer, before any
-        dispatch: the caller's runtime may try another broker (a broker
-        that has just started may not have heard from the service yet).  */
-    if (code == SB_E_NOT_FOUND)
-        h.flags = SB_F_UNROUTED;
+    h.flags = flags;
     if (req->present & SB_H_SERVICE)
         sb_header_set_service (&h, req->service);
     if (req->present & SB_H_TRACE) {
@@ -248,12 +245,33 @@ sb__send_error (engine_t *self, peer_t *caller, const sb_header_t *req, uint64_t
         h.present |= SB_H_TRACE;
     }
     char text [SB_TEXT_MAX + 1];
-    va_list args;
-    va_start (args, fmt);
     vsnprintf (text, sizeof text, fmt, args);
-    va_end (args);
     sb_header_set_text (&h, text);
     sb__send (self, caller, &h, NULL);
+}
+
+void
+sb__send_error (engine_t *self, peer_t *caller, const sb_header_t *req, uint64_t request_id,
+              sb_code_t code, const char *fmt, ...)
+{
+    /*  not_found is only ever this broker's own answer, before any
+        dispatch: the caller's runtime may try another broker (a broker
+        that has just started may not have heard from the service yet).  */
+    va_list args;
+    va_start (args, fmt);
+    s_send_error_v (self, caller, req, request_id, code,
+                    code == SB_E_NOT_FOUND ? SB_F_UNROUTED : 0, fmt, args);
+    va_end (args);
+}
+
+void
+sb__send_unrouted (engine_t *self, peer_t *caller, const sb_header_t *req, uint64_t request_id,
+                   sb_code_t code, const char *fmt, ...)
+{
+    va_list args;
+    va_start (args, fmt);
+    s_send_error_v (self, caller, req, request_id, code, SB_F_UNROUTED, fmt, args);
+    va_end (args);
 }
 
 /*  --------------------------------------------------------------------

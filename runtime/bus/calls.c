@@ -424,7 +424,8 @@ sb__peer_on_reply (sb_peer_t *self, const sb_header_t *h, zmq_msg_t *body)
     sb_call_t *call = zhashx_lookup (self->calls, &h->request_id);
     if (!call)
         return 0;                   /* late: answered locally already */
-    if (h->command == SB_CMD_ERROR && h->code == SB_E_NOT_FOUND && (h->flags & SB_F_UNROUTED)
+    if (h->command == SB_CMD_ERROR && (h->flags & SB_F_UNROUTED)
+    &&  (h->code == SB_E_NOT_FOUND || h->code == SB_E_UNAVAILABLE)
     &&  !call->body_given && call->unrouted + 1 < (int) sb_peer_links_alive (self)) {
         /*  No service saw it: another broker may know the service (one
             just restarted has not heard from it yet).  Each broker once,

@@ -6,6 +6,7 @@
 
 start_broker b1
 start_run host --instances 2 echo hello
+HOST_PID=$RUN_PID
 wait_instances echo 2 || bail "echo never registered"
 wait_instances hello 2 || bail "hello never registered"
 
@@ -94,6 +95,19 @@ like "$TABLE" '^broker b1' "the table names the broker"
 like "$TABLE" 'echo +1\.0\.0 +2 ' "echo is listed with its version and 2 instances"
 like "$TABLE" 'reverse' "with its methods"
 like "$("$SB" services --connect "$BROKER" --json)" '"name":"hello"' "--json gives the raw reply"
+
+# A service that was offered but has no instance now is unavailable (503
+# at the bridge), not not_found like a name nobody knows.
+start_run lonely hello
+LONELY=$RUN_PID
+wait_instances hello 3 || diag "the second hello host did not register"
+kill -TERM "$HOST_PID" "$LONELY"; wait "$HOST_PID" "$LONELY" 2>/dev/null
+wait_instances hello 0 || diag "hello is still listed"
+sb_call hello.hello
+is "$RC $ERR" "1 sb call: unavailable: service 'hello' has no instance now" \
+    "a service whose instances are all gone: unavailable, saying so"
+sb_call nobody.hello
+like "$RC $ERR" "^1 sb call: not_found: " "a service nobody ever offered: not_found"
 
 # --help everywhere, with examples, exit 0.
 for cmd in run call pub sub services; do
