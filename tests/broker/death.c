@@ -109,8 +109,12 @@ main (void)
     tap_ok (zclock_mono () - start < 250, "BYE acts at once, not after heartbeats (%d ms)",
             (int) (zclock_mono () - start));
     bp_request (client, 6, "calc", "add", 1000, 0, "\x06", 1);
-    tap_ok (bp_recv (client, &m, BP_WAIT) == 0 && m.h.code == SB_E_NOT_FOUND,
-            "a service without workers is gone: not_found");
+    tap_ok (bp_recv (client, &m, BP_WAIT) == 0 && m.h.code == SB_E_UNAVAILABLE
+            && (m.h.flags & SB_F_UNROUTED),
+            "a service without workers now is unavailable (flag unrouted), not not_found");
+    bp_request (client, 7, "never-offered", "add", 1000, 0, "\x06", 1);
+    tap_ok (bp_recv (client, &m, BP_WAIT) == 0 && m.h.code == SB_E_NOT_FOUND
+            && (m.h.flags & SB_F_UNROUTED), "a service never offered is not_found");
     tap_is_int (bp_stat (admin, "workers", NULL), 0, "no workers left");
 
     /*  A caller that vanishes mid-request: the answer is dropped, the
