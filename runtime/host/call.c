@@ -46,22 +46,11 @@ sb_actor_call_with (sb_actor_t *actor, const char *service, const char *method,
     return rc;
 }
 
-/*  The request of a continuation if it is still held, else NULL.  */
-static sb_request_t *
-s_find (const s_continuation_t *c)
-{
-    for (sb_request_t *req = zlistx_first (c->actor->deferred); req;
-         req = zlistx_next (c->actor->deferred))
-        if (req == c->req && req->serial == c->serial)
-            return req;
-    return NULL;
-}
-
 static void
 s_continue (const msgpack_object *reply, const sb_error_t *err, void *arg)
 {
     s_continuation_t *c = arg;
-    sb_request_t *req = s_find (c);
+    sb_request_t *req = sb__request_find (c->actor, c->req, c->serial);
     if (!req) {
         /*  The actor is stopping and let go of its requests.  */
         sb_error_t gone;

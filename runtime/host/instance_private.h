@@ -111,6 +111,10 @@ struct sb_instance {
 /*  A request taken from the actor's spares, or a new one; NULL when out
     of memory.  */
 sb_request_t *sb__request_new (sb_actor_t *self);
+/*  The deferred request `req` if it is still held with this serial (it
+    may have been answered, freed and recycled meanwhile), else NULL.
+    Only compares the pointer until found: safe on a freed one.  */
+sb_request_t *sb__request_find (sb_actor_t *actor, const sb_request_t *req, uint64_t serial);
 /*  Gives the request back to the spares (or frees it).  */
 void sb__request_free (sb_request_t *req);
 /*  Sends the answer on the link the request came from: `buffer` (a reply

@@ -142,13 +142,7 @@ s_on_done (int fd, void *arg)
     while (done) {
         s_job_t *job = done;
         done = job->next;
-        sb_request_t *req = NULL;
-        for (sb_request_t *r = zlistx_first (self->actor->deferred); r;
-             r = zlistx_next (self->actor->deferred))
-            if (r == job->req && r->serial == job->serial) {
-                req = r;
-                break;
-            }
+        sb_request_t *req = sb__request_find (self->actor, job->req, job->serial);
         if (req) {
             sb_request_t *shadow = job->shadow;
             if (!req->closed)

@@ -285,6 +285,15 @@ sb__request_body (const sb_request_t *req)
 }
 
 sb_request_t *
+sb__request_find (sb_actor_t *actor, const sb_request_t *req, uint64_t serial)
+{
+    for (sb_request_t *r = zlistx_first (actor->deferred); r; r = zlistx_next (actor->deferred))
+        if (r == req && r->serial == serial)
+            return r;
+    return NULL;
+}
+
+sb_request_t *
 sb_request_defer (sb_request_t *req)
 {
     if (!req || req->closed || req->shadow)
